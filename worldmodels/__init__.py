@@ -1,0 +1,50 @@
+"""worldmodels: world models, rollouts and planners as pure JAX functions.
+
+Imports jax, flax and optax only (never Brax, never `agents`). Every piece works on its own:
+
+  >>> import jax, jax.numpy as jnp
+  >>> import worldmodels as wm
+  >>> def step_fn(latent, action, key):           # a point mass: any model works
+  ...     pos, vel = latent
+  ...     vel = vel + 0.1 * action[0]
+  ...     return (pos + 0.1 * vel, vel), -(pos**2)
+  >>> plan = wm.mppi(jax.random.key(0), (jnp.array(1.0), jnp.array(0.0)), step_fn,
+  ...                horizon=5, action_size=1)
+  >>> plan.action.shape
+  (1,)
+"""
+
+from worldmodels import dists, nets
+from worldmodels.planning import (
+    cem,
+    gradient_shooting,
+    initial_plan,
+    mppi,
+    random_shooting,
+    reset_plan,
+)
+from worldmodels.rollout import discounted_return, rollout, rollout_return
+from worldmodels.tdmpc import TDMPCConfig, TDMPCModel, make_tdmpc_model
+from worldmodels.types import PlanOutput, PriorFn, StepFn, ValueFn, WorldModel
+
+__all__ = [
+    "PlanOutput",
+    "PriorFn",
+    "StepFn",
+    "TDMPCConfig",
+    "TDMPCModel",
+    "ValueFn",
+    "WorldModel",
+    "cem",
+    "discounted_return",
+    "dists",
+    "gradient_shooting",
+    "initial_plan",
+    "make_tdmpc_model",
+    "mppi",
+    "nets",
+    "random_shooting",
+    "reset_plan",
+    "rollout",
+    "rollout_return",
+]

@@ -18,7 +18,7 @@ Latent = Any  # a latent state pytree (one root, or batched with a leading axis)
 
 
 class StepFn(Protocol):
-    """One model step for a single (unbatched) latent: `(latent, action [A], key) -> (latent, reward [])`.
+    """One model step on one latent: `(latent, action [A], key) -> (latent, reward [])`.
 
     Planners `vmap` it over their samples, so write it for one trajectory. Learned or hand-written.
     """
@@ -46,7 +46,8 @@ class WorldModel(NamedTuple):
       initial: `(params, batch_size) -> latent`, the start state for a batch.
       observe: `(params, latent, action, obs, is_first, key) -> (latent, out)`: one posterior step;
         `action [B, A]`, `obs [B, O]`, `is_first [B]` (resets the carry where true).
-      imagine: `(params, latent, action, key) -> (latent, out)`: one prior step; `out['reward'] [B]`.
+      imagine: `(params, latent, action, key) -> (latent, out)`: one prior step;
+        `out['reward'] [B]`.
       loss: `(params, batch, key) -> (scalar, metrics)`.
     """
 

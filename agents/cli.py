@@ -1,0 +1,127 @@
+"""The `wm` command: `wm train | eval | bench`, built by tyro from the config dataclasses.
+
+wm train                                   # TD-MPC2 on inverted_pendulum, CPU-sized defaults
+wm train --env hopper --steps 200000 --out runs/hopper --num-envs 8 --seed 1
+wm train --tdmpc2.model.latent-dim 128 --tdmpc2.planner.num-samples 256
+wm train --resume runs/hopper              # continue from the last checkpoint
+wm eval runs/hopper                        # evaluate the trained agent alone
+wm bench                                   # plan/update latency and env steps/s of a config
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from agents.train import TrainConfig
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Train(TrainConfig):
+    """Train an agent in a Brax environment; writes a run directory.
+
+    Attributes:
+      out: run directory (default runs/<env>-<agent>-seed<seed>); never overwritten silently.
+      resume: continue the run in this directory from its last checkpoint (its saved config is
+        used; only --steps, --eval-every and --checkpoint-every may change).
+      overwrite: replace an existing run directory.
+      progress: show a progress bar.
+    """
+
+    out: str | None = None
+    resume: str | None = None
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Eval:
+    """Evaluate the latest checkpoint of a run (writes <run>/eval.json).
+
+    Attributes:
+      run: run directory.
+      episodes: evaluation episodes (default: the run's eval_episodes).
+      seed: evaluation seed.
+    """
+
+    run: Annotated[str, tyro.conf.Positional]
+    episodes: int | None = None
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Bench(TrainConfig):
+    """Measure plan latency, update latency, env steps/s and train-chunk speed for a config.
+
+    Attributes:
+      repeats: timed calls per measurement (median reported).
+      json_out: also write the results to this JSON file.
+    """
+
+    repeats: int = 10
+    json_out: str | None = None
+
+
+def _train(cmd: Train) -> None:
+    from agents.run import run_training
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: getattr(cmd, k) for k in fields})
+    if cmd.resume:
+        out = Path(cmd.resume)
+    else:
+        out = Path(cmd.out or f"runs/{cfg.env}-{cfg.agent}-seed{cfg.seed}")
+    print(f"run directory: {out}", file=sys.stderr)
+    last = run_training(
+        cfg, out, resume=bool(cmd.resume), overwrite=cmd.overwrite, progress=cmd.progress
+    )
+    print(json.dumps(last))
+
+
+def _eval(cmd: Eval) -> None:
+    from agents.run import evaluate_run
+
+    print(json.dumps(evaluate_run(cmd.run, episodes=cmd.episodes, seed=cmd.seed)))
+
+
+def _bench(cmd: Bench) -> None:
+    from agents.bench import bench_config
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: getattr(cmd, k) for k in fields})
+    result = bench_config(cfg, repeats=cmd.repeats)
+    text = json.dumps(result, indent=2)
+    if cmd.json_out:
+        Path(cmd.json_out).write_text(text + "\n")
+    print(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `wm` command."""
+    commands = {"train": Train, "eval": Eval, "bench": Bench}
+    try:
+        cmd = tyro.extras.subcommand_cli_from_dict(
+            {name: cls for name, cls in commands.items()},
+            args=argv,
+            description="worldmodels: model-based RL on Brax, on device.",
+        )
+    except ValueError as e:  # a config's own validation (__post_init__)
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
+    try:
+        {Train: _train, Eval: _eval, Bench: _bench}[type(cmd)](cmd)
+    except (ValueError, FileExistsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,352 @@
+"""Brax environments, wrapped for training: episodes, action repeat, NaN guard, batched auto-reset.
+
+`make_env(name, ...)` builds one of Brax's eleven locomotion/control envs and wraps it with our own
+wrappers (Brax's `brax.envs.training.wrap` breaks on typed `jax.random.key`s, and
+`brax.training` does not import on jax 0.10). The result has the Brax `Env` interface,
+`reset(key) -> State` and `step(state, action) -> State`, on a batch of `num_envs` envs (every
+leaf `[N, ...]`); `wrap_env` applies the same wrappers to any single (unbatched) Brax-style env.
+
+What the wrapped `step` guarantees:
+  * Action repeat: the action is applied `action_repeat` times; rewards are summed, and once an
+    env is done within the repeat its state freezes and later rewards are not added.
+  * Episodes: `episode_length` counts env steps of the underlying Brax env, as Brax's own
+    `EpisodeWrapper` does (so one agent step counts `action_repeat`); an episode is truncated
+    once the count reaches `episode_length`, i.e. after `ceil(episode_length / action_repeat)`
+    agent steps (`EnvSpec.episode_length`).
+  * NaN guard: a physics step that yields a non-finite observation or reward ends the episode as
+    *terminated*; that step's reward counts 0 and the state (so `final_obs`) stays at the last
+    finite one; the env is then auto-reset like any other finished episode.
+  * Auto-reset: envs that are done are reset in the same call with a fresh key of their own
+    (split from `info['key']`), never by replaying a cached first state. The reset runs only when
+    some env in the batch is done (a `lax.cond` over the batch).
+  * Strong dtypes: every leaf of the output has exactly the dtype (and no weak type) of the input
+    state, so a jitted step or a `lax.scan` over steps compiles once.
+
+`State.info` fields added (each `[N]` unless noted; `done` itself stays float32 as in Brax):
+  * `final_obs` `[N, O]`: the observation the step ended on, before any auto-reset; equals `obs`
+    unless the env was done and reset. Use it as `next_obs`.
+  * `terminated` float32: 1 where the episode ended by failure (the env's own `done`, or the
+    NaN guard): no bootstrapping.
+  * `truncated` float32: 1 where it ended only by the time limit. `done = terminated | truncated`.
+  * `steps` int32: underlying env steps taken in the current episode (0 right after a reset).
+  * `episode_return` float32, `episode_length` int32 (agent steps): running totals of the current
+    episode; on a done step they hold the totals of the episode that just ended.
+  * `key` `[N]` typed key: the per-env key that the next auto-reset splits.
+`reward` is the reward of the step just taken (of the finished episode's last step when done).
+
+Backend: `positional` by default (2-2.6x faster than `generalized` on CPU, and
+`inverted_pendulum` on `generalized` produces NaN); `swimmer` exists only on `generalized`.
+Swimmer compatibility: `brax.fluid` calls `jnp.clip(x, a_min=...)`, which jax 0.10 removed; on
+such a jax, `make_env` points `brax.fluid.jp` at a thin `jax.numpy` proxy whose `clip` still takes
+`a_min`/`a_max` (`_patch_brax_fluid_clip`). Nothing else in Brax or jax is changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import io
+import warnings
+
+import jax
+import jax.numpy as jnp
+
+# mujoco (imported by brax) prints "Failed to import warp" to stdout when the optional GPU
+# package is absent; keep stdout clean for the `wm` command's JSON output.
+with contextlib.redirect_stdout(io.StringIO()):
+    from brax.envs import get_environment
+    from brax.envs.base import Env, State, Wrapper
+
+from agents.types import EnvSpec, Transition
+
+ENV_NAMES = (
+    "ant",
+    "halfcheetah",
+    "hopper",
+    "humanoid",
+    "humanoidstandup",
+    "inverted_double_pendulum",
+    "inverted_pendulum",
+    "pusher",
+    "reacher",
+    "swimmer",
+    "walker2d",
+)
+_GENERALIZED_ONLY = frozenset({"swimmer"})
+# Info fields describing the step just taken: an auto-reset keeps them from the finished episode.
+_STEP_INFO = ("final_obs", "terminated", "truncated", "episode_return", "episode_length")
+
+
+def make_env(
+    name: str,
+    *,
+    num_envs: int = 1,
+    action_repeat: int = 1,
+    episode_length: int = 1000,
+    backend: str | None = None,
+) -> tuple[Env, EnvSpec]:
+    """Builds a batched, auto-resetting Brax env and its spec.
+
+    Args:
+      name: one of `ENV_NAMES`.
+      num_envs: envs stepped together; every state leaf is `[num_envs, ...]`.
+      action_repeat: underlying env steps per agent step.
+      episode_length: time limit in underlying env steps (Brax's convention); the spec's
+        `episode_length` is in agent steps, `ceil(episode_length / action_repeat)`.
+      backend: Brax physics pipeline; None picks `positional`, or `generalized` for swimmer.
+
+    Returns:
+      `(env, spec)`: `env.reset(key) -> State` with `obs [N, O]`;
+      `env.step(state, action [N, A]) -> State` with `reward, done [N]` float32 and the info
+      fields listed in the module docstring.
+
+    Raises:
+      ValueError: unknown `name` (the message lists the valid ones) or a non-positive size.
+
+    Example:
+      >>> env, spec = make_env("inverted_pendulum", num_envs=8)
+      >>> state = jax.jit(env.reset)(jax.random.key(0))
+      >>> state = jax.jit(env.step)(state, jnp.zeros((8, spec.action_size)))
+    """
+    if name not in ENV_NAMES:
+        raise ValueError(f"unknown env {name!r}; valid names: {', '.join(ENV_NAMES)}")
+    _check_positive(num_envs=num_envs, action_repeat=action_repeat, episode_length=episode_length)
+    if backend is None:
+        backend = "generalized" if name in _GENERALIZED_ONLY else "positional"
+    _patch_brax_fluid_clip()
+    with warnings.catch_warnings():
+        # Brax's notice that it is unmaintained, raised once per system load; not actionable here.
+        warnings.filterwarnings("ignore", message="Brax System", category=UserWarning)
+        core = get_environment(name, backend=backend)
+    env = wrap_env(
+        core, num_envs=num_envs, action_repeat=action_repeat, episode_length=episode_length
+    )
+    spec = EnvSpec(
+        name=name,
+        obs_size=env.observation_size,
+        action_size=core.action_size,
+        num_envs=num_envs,
+        episode_length=-(-episode_length // action_repeat),
+        action_repeat=action_repeat,
+    )
+    return env, spec
+
+
+def wrap_env(env: Env, *, num_envs: int, action_repeat: int, episode_length: int) -> Env:
+    """Wraps a single (unbatched) Brax-style env: action repeat, episodes, batched auto-reset.
+
+    Args:
+      env: `reset(key) -> State`, `step(state, action [A]) -> State` for one env; `done` marks
+        termination by failure.
+      num_envs, action_repeat, episode_length: as in `make_env`.
+
+    Returns:
+      The batched env described in the module docstring.
+    """
+    _check_positive(num_envs=num_envs, action_repeat=action_repeat, episode_length=episode_length)
+    env = ActionRepeatWrapper(env, action_repeat)
+    env = EpisodeWrapper(env, episode_length, action_repeat)
+    return AutoResetWrapper(env, num_envs)
+
+
+def step_transition(env: Env, state: State, action: jax.Array) -> tuple[State, Transition]:
+    """Steps a wrapped env and packs the transition to store.
+
+    Args:
+      env: a wrapped env from `make_env`/`wrap_env`.
+      state: its current State (leaves `[N, ...]`).
+      action: `[N, A]`.
+
+    Returns:
+      `(new_state, Transition)` with leaves `[N, ...]`: `next_obs` is the true final observation
+      where the episode ended (not the reset one), `reward` float32, `terminated`/`done` bool.
+    """
+    new_state = env.step(state, action)
+    transition = Transition(
+        obs=state.obs,
+        action=action,
+        reward=new_state.reward.astype(jnp.float32),
+        next_obs=new_state.info["final_obs"],
+        terminated=new_state.info["terminated"] > 0,
+        done=new_state.done > 0,
+    )
+    return new_state, transition
+
+
+class ActionRepeatWrapper(Wrapper):
+    """Single env: repeats the action, sums rewards until done, and guards against NaN physics.
+
+    Adds `info['terminated']` (float32 `[]`): the env's own `done` or the NaN guard fired.
+    """
+
+    def __init__(self, env: Env, action_repeat: int):
+        super().__init__(env)
+        self.action_repeat = action_repeat
+
+    def reset(self, rng: jax.Array) -> State:
+        with _brax_numpy():
+            state = _strong(self.env.reset(rng))
+        return state.replace(info={**state.info, "terminated": jnp.zeros((), jnp.float32)})
+
+    def step(self, state: State, action: jax.Array) -> State:
+        def substep(carry, _):
+            state, reward, stopped = carry
+            # Fresh dicts: some Brax envs update `state.metrics` in place.
+            given = state.replace(metrics=dict(state.metrics), info=dict(state.info))
+            with _brax_numpy():
+                new = _cast_like(self.env.step(given, action), state)
+            finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(new.obs)]
+            bad = ~jnp.all(jnp.stack([*finite, jnp.isfinite(new.reward)]))
+            # Once done (or broken) the state freezes, so the last good observation survives.
+            freeze = stopped | bad
+            state = jax.tree.map(lambda old, x: jnp.where(freeze, old, x), state, new)
+            reward = reward + jnp.where(freeze, 0.0, new.reward)
+            return (state, reward, stopped | bad | (new.done > 0)), None
+
+        # Some envs (swimmer) never set `done` and would pass on the one from an auto-reset.
+        state = state.replace(done=jnp.zeros_like(state.done))
+        init = (state, jnp.zeros((), jnp.float32), jnp.zeros((), bool))
+        (state, reward, stopped), _ = jax.lax.scan(substep, init, length=self.action_repeat)
+        done = stopped.astype(jnp.float32)
+        return state.replace(reward=reward, done=done, info={**state.info, "terminated": done})
+
+
+class EpisodeWrapper(Wrapper):
+    """Single env: counts steps, truncates at `episode_length`, tracks the episode's totals.
+
+    Adds `info['steps']` (int32, underlying env steps), `info['truncated']` (float32),
+    `info['episode_return']` (float32) and `info['episode_length']` (int32, agent steps).
+    Expects `info['terminated']` from the env it wraps.
+    """
+
+    def __init__(self, env: Env, episode_length: int, action_repeat: int):
+        super().__init__(env)
+        self.episode_length = episode_length
+        self.action_repeat = action_repeat
+
+    def reset(self, rng: jax.Array) -> State:
+        state = self.env.reset(rng)
+        zero_i, zero_f = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
+        info = dict(steps=zero_i, truncated=zero_f, episode_return=zero_f, episode_length=zero_i)
+        return state.replace(info={**state.info, **info})
+
+    def step(self, state: State, action: jax.Array) -> State:
+        fresh = state.info["steps"] == 0  # first step since a reset: restart the totals
+        ret = jnp.where(fresh, 0.0, state.info["episode_return"])
+        length = jnp.where(fresh, 0, state.info["episode_length"])
+        state = self.env.step(state, action)
+        steps = state.info["steps"] + self.action_repeat
+        terminated = state.info["terminated"] > 0
+        truncated = (steps >= self.episode_length) & ~terminated
+        info = dict(
+            steps=steps,
+            truncated=truncated.astype(jnp.float32),
+            episode_return=ret + state.reward,
+            episode_length=length + 1,
+        )
+        done = (terminated | truncated).astype(jnp.float32)
+        return state.replace(done=done, info={**state.info, **info})
+
+
+class AutoResetWrapper(Wrapper):
+    """Batches a single env over `num_envs` and resets done envs with fresh per-env keys.
+
+    Adds `info['key']` (`[N]` typed keys) and `info['final_obs']` (`[N, O]`); keeps the
+    `_STEP_INFO` fields, `reward`, `done` and `metrics` of the finished episode on reset envs.
+    """
+
+    def __init__(self, env: Env, num_envs: int):
+        super().__init__(env)
+        self.num_envs = num_envs
+
+    @functools.cached_property
+    def observation_size(self) -> int:
+        # Brax's property runs a reset eagerly; tracing one is enough.
+        return jax.eval_shape(self.env.reset, jax.random.key(0)).obs.shape[-1]
+
+    def reset(self, rng: jax.Array) -> State:
+        keys = jax.vmap(jax.random.split)(jax.random.split(rng, self.num_envs))  # [N, 2]
+        state = jax.vmap(self.env.reset)(keys[:, 1])
+        info = {**state.info, "key": keys[:, 0], "final_obs": state.obs}
+        return _strong(state.replace(info=info))
+
+    def step(self, state: State, action: jax.Array) -> State:
+        stepped = jax.vmap(self.env.step)(state, action)
+        stepped = stepped.replace(info={**stepped.info, "final_obs": stepped.obs})
+        done = stepped.done > 0
+        new = jax.lax.cond(
+            jnp.any(done), functools.partial(self._reset_done, done), lambda s: s, stepped
+        )
+        return _cast_like(new, state)
+
+    def _reset_done(self, done: jax.Array, state: State) -> State:
+        """Replaces the envs where `done [N]` by fresh episodes, keeping the step's outputs."""
+        keys = jax.vmap(jax.random.split)(state.info["key"])  # [N, 2]
+        fresh = jax.vmap(self.env.reset)(keys[:, 1])
+        kept = {name: state.info[name] for name in _STEP_INFO}
+        fresh = fresh.replace(
+            reward=state.reward,
+            done=state.done,
+            metrics=state.metrics,
+            info={**fresh.info, **kept, "key": keys[:, 0]},
+        )
+
+        def select(x_fresh, x_old):
+            mask = done.reshape(done.shape + (1,) * (x_old.ndim - 1))
+            return jnp.where(mask, x_fresh, x_old)
+
+        return jax.tree.map(select, fresh, state)
+
+
+def _brax_numpy():
+    """Brax's physics relies on NumPy rank promotion: allow it even under a strict caller."""
+    return jax.numpy_rank_promotion("allow")
+
+
+def _check_positive(**sizes: int) -> None:
+    for field, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field} must be a positive integer, got {value!r}")
+
+
+def _is_key(x: jax.Array) -> bool:
+    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _strong(tree):
+    """Drops weak types: Brax steps emit Python-scalar-derived leaves that resets do not."""
+    return jax.tree.map(lambda x: x if _is_key(x) else jnp.asarray(x).astype(x.dtype), tree)
+
+
+def _cast_like(tree, like):
+    """Casts every leaf of `tree` to the (strong) dtype of the matching leaf of `like`."""
+    if jax.tree.structure(tree) != jax.tree.structure(like):
+        return _strong(tree)
+    return jax.tree.map(
+        lambda x, y: x if _is_key(y) else jnp.asarray(x).astype(y.dtype), tree, like
+    )
+
+
+class _ClipCompatNumpy:
+    """`jax.numpy`, except that `clip` still accepts the `a_min`/`a_max` names `brax.fluid` uses."""
+
+    def __getattr__(self, name):
+        return getattr(jnp, name)
+
+    @staticmethod
+    def clip(x, min=None, max=None, *, a_min=None, a_max=None):  # jnp.clip's own names
+        return jnp.clip(x, a_min if min is None else min, a_max if max is None else max)
+
+
+def _patch_brax_fluid_clip() -> None:
+    """Lets `brax.fluid` (swimmer's drag) run on a jax whose `jnp.clip` lost `a_min`/`a_max`.
+
+    Only the module-level `jp` name inside `brax.fluid` is replaced; idempotent.
+    """
+    import brax.fluid
+
+    if "a_min" in inspect.signature(jnp.clip).parameters:
+        return
+    if not isinstance(brax.fluid.jp, _ClipCompatNumpy):
+        brax.fluid.jp = _ClipCompatNumpy()

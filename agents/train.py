@@ -1,0 +1,273 @@
+"""The on-device training loop: `make_train(cfg, env, spec, agent) -> Trainer`.
+
+One chunk of training is ONE jitted `lax.scan` over `chunk_steps` agent steps; each step plans and
+acts in all `num_envs` environments, stores the transitions in the replay buffer and runs
+`updates_per_step` agent updates on sampled sequences. Python only runs between chunks
+(`agents.run` does the progress bar, logging, evaluation and checkpoints).
+
+Example (a complete run, see `agents.run.run_training` for the logged version):
+  >>> trainer = make_train(cfg, env, spec, agent)            # doctest: +SKIP
+  >>> state = trainer.init(jax.random.key(0))                # doctest: +SKIP
+  >>> state, metrics = trainer.seed_chunk(state)             # random actions, fills replay
+  >>> state, metrics = trainer.train_chunk(state)            # collect -> add -> update, scanned
+  >>> trainer.evaluate(state.agent, jax.random.key(1))       # {'eval/return': ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from agents import replay
+from agents.envs import ENV_NAMES, step_transition
+from agents.tdmpc2 import TDMPC2Config
+from agents.types import Agent, EnvSpec
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """A training run. Env steps count physics steps (agent steps x num_envs x action_repeat).
+
+    Attributes:
+      env: Brax env name.
+      agent: which agent to train.
+      steps: total env steps.
+      num_envs: environments stepped together (vmapped).
+      action_repeat: physics steps per agent step.
+      episode_length: episode limit in physics steps.
+      backend: Brax physics backend (None: positional where the env has it).
+      seed: random seed.
+      seed_steps: env steps of uniformly random actions before learning starts.
+      updates_per_step: agent updates after each vectorised env step.
+      chunk_steps: agent steps per jitted chunk (Python runs between chunks).
+      replay_capacity: transitions kept (all envs together).
+      eval_every: env steps between evaluations.
+      eval_episodes: evaluation episodes, run in parallel.
+      checkpoint_every: env steps between checkpoints.
+      tdmpc2: the TD-MPC2 agent's settings.
+    """
+
+    env: str = "inverted_pendulum"
+    agent: Literal["tdmpc2"] = "tdmpc2"
+    steps: int = 60_000
+    num_envs: int = 4
+    action_repeat: int = 2
+    episode_length: int = 1000
+    backend: str | None = None
+    seed: int = 0
+    seed_steps: int = 4_000
+    updates_per_step: int = 1
+    chunk_steps: int = 250
+    replay_capacity: int = 100_000
+    eval_every: int = 10_000
+    eval_episodes: int = 4
+    checkpoint_every: int = 10_000
+    tdmpc2: TDMPC2Config = dataclasses.field(default_factory=TDMPC2Config.cpu)
+
+    def __post_init__(self):
+        if self.env not in ENV_NAMES:
+            raise ValueError(
+                f"TrainConfig.env: unknown env {self.env!r}; valid: {', '.join(ENV_NAMES)}"
+            )
+        positive = (
+            "steps",
+            "num_envs",
+            "action_repeat",
+            "episode_length",
+            "chunk_steps",
+            "replay_capacity",
+            "eval_every",
+            "eval_episodes",
+            "checkpoint_every",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("seed_steps", "updates_per_step"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        seq = self.tdmpc2.planner.horizon
+        if self.replay_capacity < self.num_envs * (seq + 1):
+            raise ValueError(
+                f"TrainConfig.replay_capacity ({self.replay_capacity}) must hold at least "
+                f"horizon+1 ({seq + 1}) steps per env ({self.num_envs} envs)"
+            )
+
+    @property
+    def env_steps_per_agent_step(self) -> int:
+        return self.num_envs * self.action_repeat
+
+    @property
+    def seed_agent_steps(self) -> int:
+        return math.ceil(self.seed_steps / self.env_steps_per_agent_step)
+
+    @property
+    def env_steps_per_chunk(self) -> int:
+        return self.chunk_steps * self.env_steps_per_agent_step
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run carries between chunks (and checkpoints)."""
+
+    agent: Any
+    replay: Any
+    env: Any
+    carry: Any
+    is_first: jax.Array  # [N] bool: the env's current observation starts an episode
+    episode_return: jax.Array  # [N] running return of the current episode
+    key: jax.Array
+    agent_steps: jax.Array  # int32: vectorised env steps done
+
+
+class Trainer(NamedTuple):
+    """The jitted pieces of a run; `agents.run` drives them."""
+
+    init: Any  # (key) -> TrainState
+    seed_chunk: Any  # (TrainState) -> (TrainState, metrics): random actions, no updates
+    train_chunk: Any  # (TrainState) -> (TrainState, metrics)
+    evaluate: Any  # (agent_state, key) -> metrics with 'eval/return'
+
+
+def _mean_metrics(stacked: dict) -> dict:
+    return {k: jnp.mean(v) for k, v in stacked.items()}
+
+
+def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None) -> Trainer:
+    """Build the jitted seed/train/eval chunks for `agent` acting in the vectorised `env`.
+
+    Args:
+      cfg: the run's settings.
+      env: Brax-interface env over `spec.num_envs` environments (`agents.envs.make_env`).
+      spec: its `EnvSpec`.
+      agent: the `Agent`.
+      eval_env: env over `cfg.eval_episodes` environments for evaluation (default: none).
+    """
+    seq_len = cfg.tdmpc2.planner.horizon
+    n = spec.num_envs
+
+    def init(key) -> TrainState:
+        k_agent, k_env, k_run = jax.random.split(key, 3)
+        agent_state = agent.init(k_agent, spec)
+        env_state = env.reset(k_env)
+        zero_action = jnp.zeros((n, spec.action_size))
+        _, example = jax.eval_shape(lambda s, a: step_transition(env, s, a), env_state, zero_action)
+        example = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), example)
+        return TrainState(
+            agent=agent_state,
+            replay=replay.init_replay(example, cfg.replay_capacity),
+            env=env_state,
+            carry=agent.initial_carry(agent_state, n),
+            is_first=jnp.ones((n,), bool),
+            episode_return=jnp.zeros((n,), jnp.float32),
+            key=k_run,
+            agent_steps=jnp.zeros((), jnp.int32),
+        )
+
+    def env_step(ts: TrainState, key, random_actions: bool):
+        if random_actions:
+            carry = ts.carry
+            action = jax.random.uniform(key, (n, spec.action_size), minval=-1.0, maxval=1.0)
+            info = {}
+        else:
+            carry, action, info = agent.act(ts.agent, ts.carry, ts.env.obs, ts.is_first, key, False)
+        env_state, tr = step_transition(env, ts.env, action)
+        ret = ts.episode_return + tr.reward
+        stats = {
+            "train/episodes": jnp.sum(tr.done),
+            "train/return_sum": jnp.sum(jnp.where(tr.done, ret, 0.0)),
+            **info,
+        }
+        ts = ts.replace(
+            replay=replay.add(ts.replay, tr),
+            env=env_state,
+            carry=carry,
+            is_first=tr.done,
+            episode_return=jnp.where(tr.done, 0.0, ret),
+            agent_steps=ts.agent_steps + 1,
+        )
+        return ts, stats
+
+    def updates(agent_state, buffer, key):
+        def one(state, k):
+            k_sample, k_update = jax.random.split(k)
+            batch = replay.sample_sequences(buffer, k_sample, cfg.tdmpc2.batch_size, seq_len)
+            return agent.update(state, batch, k_update)
+
+        def run(state):
+            state, metrics = jax.lax.scan(one, state, jax.random.split(key, cfg.updates_per_step))
+            return state, _mean_metrics(metrics)
+
+        # Until some episode is longer than a sequence there is nothing valid to sample.
+        skip_metrics = jax.eval_shape(run, agent_state)[1]
+        skip = lambda state: (
+            state,
+            jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), skip_metrics),
+        )  # noqa: E731
+        return jax.lax.cond(replay.can_sample(buffer, seq_len), run, skip, agent_state)
+
+    def chunk(ts: TrainState, length: int, learn: bool):
+        def body(ts, _):
+            key, k_act, k_upd = jax.random.split(ts.key, 3)
+            ts, stats = env_step(ts.replace(key=key), k_act, random_actions=not learn)
+            if learn and cfg.updates_per_step:
+                agent_state, metrics = updates(ts.agent, ts.replay, k_upd)
+                ts, stats = ts.replace(agent=agent_state), {**stats, **metrics}
+            return ts, stats
+
+        ts, stats = jax.lax.scan(body, ts, length=length)
+        episodes = jnp.sum(stats.pop("train/episodes"))
+        out = _mean_metrics(stats)
+        out["train/episodes"] = episodes
+        out["train/return"] = jnp.sum(stats["train/return_sum"]) / jnp.maximum(episodes, 1)
+        del out["train/return_sum"]
+        return ts, out
+
+    seed_chunk = jax.jit(
+        lambda ts: chunk(ts, max(cfg.seed_agent_steps, 1), False), donate_argnums=0
+    )
+    train_chunk = jax.jit(lambda ts: chunk(ts, cfg.chunk_steps, True), donate_argnums=0)
+
+    @jax.jit
+    def evaluate(agent_state, key):
+        if eval_env is None:
+            raise ValueError("make_train: evaluate needs an eval_env")
+        m = cfg.eval_episodes
+        k_reset, k_loop = jax.random.split(key)
+        env_state = eval_env.reset(k_reset)
+
+        def body(carry, k):
+            env_state, plan, is_first, alive, ret, length = carry
+            plan, action, _ = agent.act(agent_state, plan, env_state.obs, is_first, k, True)
+            env_state, tr = step_transition(eval_env, env_state, action)
+            ret = ret + alive * tr.reward
+            length = length + alive
+            alive = alive * (1.0 - tr.done.astype(jnp.float32))
+            return (env_state, plan, tr.done, alive, ret, length), None
+
+        init_carry = (
+            env_state,
+            agent.initial_carry(agent_state, m),
+            jnp.ones((m,), bool),
+            jnp.ones((m,)),
+            jnp.zeros((m,)),
+            jnp.zeros((m,)),
+        )
+        steps = spec.episode_length
+        (_, _, _, _, ret, length), _ = jax.lax.scan(
+            body, init_carry, jax.random.split(k_loop, steps)
+        )
+        return {
+            "eval/return": jnp.mean(ret),
+            "eval/return_min": jnp.min(ret),
+            "eval/length": jnp.mean(length) * cfg.action_repeat,
+        }
+
+    return Trainer(
+        init=jax.jit(init), seed_chunk=seed_chunk, train_chunk=train_chunk, evaluate=evaluate
+    )

@@ -1,0 +1,125 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agents.tdmpc2 import PlannerConfig, TDMPC2Config, episode_discount, make_tdmpc2
+from agents.types import EnvSpec, Transition
+
+SPEC = EnvSpec(
+    name="toy", obs_size=4, action_size=2, num_envs=3, episode_length=50, action_repeat=1
+)
+CFG = TDMPC2Config.tiny()
+
+
+@pytest.fixture(scope="module")
+def agent():
+    return make_tdmpc2(CFG, SPEC)
+
+
+@pytest.fixture(scope="module")
+def jitted(agent):
+    return {
+        "act": jax.jit(agent.act, static_argnums=5),
+        "update": jax.jit(agent.update),
+        "state": agent.init(jax.random.key(0), SPEC),
+    }
+
+
+def _batch(key, h=3, b=16):
+    k = jax.random.split(key, 3)
+    return Transition(
+        obs=jax.random.normal(k[0], (h, b, 4)),
+        action=jnp.tanh(jax.random.normal(k[1], (h, b, 2))),
+        reward=jnp.ones((h, b)),
+        next_obs=jax.random.normal(k[2], (h, b, 4)),
+        terminated=jnp.zeros((h, b), bool),
+        done=jnp.zeros((h, b), bool),
+    )
+
+
+def test_act_shapes_bounds_and_carry(agent, jitted):
+    state = jitted["state"]
+    carry = agent.initial_carry(state, 3)
+    obs = jax.random.normal(jax.random.key(1), (3, 4))
+    carry2, action, info = jitted["act"](
+        state, carry, obs, jnp.ones(3, bool), jax.random.key(2), False
+    )
+    assert action.shape == (3, 2) and np.all(np.abs(action) <= 1)
+    assert carry2.mean.shape == (3, CFG.planner.horizon, 2)
+    assert jax.tree.structure(carry2) == jax.tree.structure(carry)
+    # eval: same key same action; training adds noise on top of the plan
+    _, a1, _ = jitted["act"](state, carry, obs, jnp.ones(3, bool), jax.random.key(3), True)
+    _, a2, _ = jitted["act"](state, carry, obs, jnp.ones(3, bool), jax.random.key(3), True)
+    np.testing.assert_array_equal(a1, a2)
+
+
+def test_no_recompile_on_second_call(agent, jitted):
+    state = jitted["state"]
+    carry = agent.initial_carry(state, 3)
+    for i in range(3):
+        obs = jax.random.normal(jax.random.key(i), (3, 4))
+        carry, _, _ = jitted["act"](state, carry, obs, jnp.zeros(3, bool), jax.random.key(i), False)
+        state, _ = jitted["update"](state, _batch(jax.random.key(i)), jax.random.key(i))
+    assert jitted["act"]._cache_size() == 1
+    assert jitted["update"]._cache_size() == 1
+
+
+def test_update_moves_params_and_target_slowly(jitted):
+    state = jitted["state"]
+    new, metrics = jitted["update"](state, _batch(jax.random.key(5)), jax.random.key(6))
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert int(new.updates) == int(state.updates) + 1
+    delta = lambda a, b: float(
+        sum(
+            jnp.abs(x - y).sum()
+            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        )
+    )  # noqa: E731
+    moved_q = delta(new.params["q"], state.params["q"])
+    moved_target = delta(new.target_q, state.target_q)
+    assert moved_q > 0 and delta(new.params["pi"], state.params["pi"]) > 0
+    assert 0 < moved_target < moved_q  # EMA with tau < 1
+
+
+def test_policy_only_mode(jitted):
+    agent = make_tdmpc2(
+        dataclasses.replace(CFG, planner=dataclasses.replace(CFG.planner, mpc=False)), SPEC
+    )
+    state = jitted["state"]
+    carry = agent.initial_carry(state, 3)
+    _, action, _ = agent.act(
+        state, carry, jnp.zeros((3, 4)), jnp.ones(3, bool), jax.random.key(0), True
+    )
+    assert action.shape == (3, 2)
+
+
+def test_discount_follows_episode_length():
+    assert episode_discount(CFG, 1000) == pytest.approx(0.995)
+    assert episode_discount(CFG, 500) == pytest.approx(0.99)
+    assert episode_discount(CFG, 10) == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("num_elites", 10_000),
+        ("horizon", 0),
+        ("iterations", 0),
+        ("num_samples", -1),
+        ("temperature", 0.0),
+        ("num_pi_trajs", -1),
+    ],
+)
+def test_bad_planner_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        PlannerConfig(**{field: value})
+
+
+def test_bad_agent_config_names_the_field():
+    with pytest.raises(ValueError, match="batch_size"):
+        TDMPC2Config(batch_size=0)
+    with pytest.raises(ValueError, match="tau"):
+        TDMPC2Config(tau=2.0)

@@ -1,0 +1,140 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from agents.types import Transition
+from worldmodels.tdmpc import TDMPCConfig, make_tdmpc_model
+
+CFG = TDMPCConfig(latent_dim=16, mlp_dim=32, enc_dim=32, num_q=2, num_bins=21)
+OBS, ACT, H, B = 5, 2, 3, 16
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_tdmpc_model(CFG)
+
+
+@pytest.fixture(scope="module")
+def params(model):
+    return model.init(jax.random.key(0), OBS, ACT)
+
+
+def _batch(key, terminated_last=False):
+    """Sequences from a learnable linear system: obs' = 0.9 obs + [a, 0...], reward = obs[0]."""
+    k = jax.random.split(key, 2)
+    actions = jnp.tanh(jax.random.normal(k[1], (H, B, ACT)))
+
+    def step(o, a):
+        o2 = 0.9 * o + jnp.pad(a, ((0, 0), (0, OBS - ACT)))
+        return o2, (o, o2)
+
+    _, (obs, next_obs) = jax.lax.scan(step, jax.random.normal(k[0], (B, OBS)), actions)
+    term = jnp.zeros((H, B), bool).at[-1, : B // 2].set(terminated_last)
+    return Transition(
+        obs=obs, action=actions, reward=obs[..., 0], next_obs=next_obs, terminated=term, done=term
+    )
+
+
+def test_shapes(model, params):
+    z = model.encode(params, jnp.zeros((4, OBS)))
+    a = jnp.zeros((4, ACT))
+    assert z.shape == (4, CFG.latent_dim)
+    assert model.next(params, z, a).shape == z.shape
+    assert model.reward(params, z, a).shape == (4,)
+    assert model.termination(params, z).shape == (4,)
+    assert model.q_logits(params, z, a).shape == (CFG.num_q, 4, CFG.num_bins)
+    assert model.q(params, z, a, jax.random.key(1)).shape == (4,)
+    action, logp, mode = model.pi(params, z, jax.random.key(2))
+    assert action.shape == (4, ACT) and logp.shape == (4,) and mode.shape == (4, ACT)
+    assert np.all(np.abs(action) <= 1)
+
+
+def test_world_model_contract(model, params):
+    latent = model.initial(params, 3)
+    latent, _ = model.observe(
+        params,
+        latent,
+        jnp.zeros((3, ACT)),
+        jnp.ones((3, OBS)),
+        jnp.ones(3, bool),
+        jax.random.key(0),
+    )
+    latent2, out = model.imagine(params, latent, jnp.zeros((3, ACT)), jax.random.key(1))
+    assert latent2.shape == (3, CFG.latent_dim) and out["reward"].shape == (3,)
+    loss, metrics = model.loss(params, _batch(jax.random.key(3)), jax.random.key(4))
+    assert loss.shape == () and "loss/consistency" in metrics
+
+
+def test_wrong_shapes_name_the_expected_shape(model, params):
+    with pytest.raises(ValueError, match=r"observation must have shape \[\.\.\., 5\]"):
+        model.encode(params, jnp.zeros((2, 7)))
+    z = jnp.zeros((2, CFG.latent_dim))
+    with pytest.raises(ValueError, match=r"action must have shape \[\.\.\., 2\]"):
+        model.next(params, z, jnp.zeros((2, 3)))
+
+
+def test_jit_equals_nojit_and_keys(model, params):
+    batch, key = _batch(jax.random.key(5)), jax.random.key(6)
+    eager, _ = model.loss(params, batch, key)
+    jitted, _ = jax.jit(model.loss)(params, batch, key)
+    np.testing.assert_allclose(eager, jitted, rtol=1e-5)
+    z = model.encode(params, batch.obs[0])
+    a1, _, _ = model.pi(params, z, jax.random.key(7))
+    a2, _, _ = model.pi(params, z, jax.random.key(7))
+    a3, _, _ = model.pi(params, z, jax.random.key(8))
+    np.testing.assert_array_equal(a1, a2)
+    assert not np.allclose(a1, a3)
+
+
+def test_model_loss_falls_on_a_fixed_batch_and_grads_finite(model, params):
+    batch = _batch(jax.random.key(9), terminated_last=True)
+    tx = optax.adam(3e-3)
+
+    @jax.jit
+    def step(p, opt, key):
+        (loss, _), g = jax.value_and_grad(model.model_loss, has_aux=True)(p, batch, key)
+        upd, opt = tx.update(g, opt, p)
+        return optax.apply_updates(p, upd), opt, loss, g
+
+    p, opt = params, tx.init(params)
+    losses = []
+    for i in range(150):
+        p, opt, loss, g = step(p, opt, jax.random.key(i))
+        losses.append(float(loss))
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(g))
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:3])
+
+
+def test_pi_loss_only_moves_the_policy(model, params):
+    latents = jax.random.normal(jax.random.key(1), (H + 1, B, CFG.latent_dim))
+    grads = jax.grad(lambda p: model.pi_loss(p, latents, jax.random.key(2), 1.0)[0])(params)
+    norms = {k: float(optax.global_norm(v)) for k, v in grads.items()}
+    assert norms["pi"] > 0
+    assert all(v == 0 for k, v in norms.items() if k != "pi")
+
+
+def test_terminated_steps_do_not_bootstrap(model, params):
+    """With terminated=True the TD target is the reward alone."""
+    batch = _batch(jax.random.key(3))
+    batch = batch.replace(terminated=jnp.ones((H, B), bool), reward=jnp.full((H, B), 0.7))
+    _, (metrics, _) = model.model_loss(params, batch, jax.random.key(4))
+    np.testing.assert_allclose(metrics["td_target"], 0.7, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("latent_dim", 0),
+        ("latent_dim", 12),
+        ("num_q", 1),
+        ("num_bins", 1),
+        ("discount", 1.5),
+        ("rho", 0.0),
+        ("mlp_dim", -1),
+    ],
+)
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        TDMPCConfig(**{field: value})

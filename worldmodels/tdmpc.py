@@ -1,0 +1,324 @@
+"""TD-MPC2's implicit (decoder-free) latent world model as pure functions.
+
+Networks (Hansen et al., 2024): encoder `obs -> z` (SimNorm output), latent dynamics
+`(z, a) -> z'` (SimNorm), reward `(z, a) -> two-hot logits`, termination `z' -> logit` (for episodic
+tasks), an ensemble of `num_q` Q-functions `(z, a) -> two-hot logits`, and a tanh-Gaussian policy
+prior `z -> a`. Rewards and values are predicted as two-hot distributions over `num_bins` bins in
+symlog space.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> model = make_tdmpc_model(TDMPCConfig(latent_dim=32, mlp_dim=32, enc_dim=32, num_q=2))
+  >>> params = model.init(jax.random.key(0), obs_size=4, action_size=1)
+  >>> z = model.encode(params, jnp.zeros((8, 4)))
+  >>> z2, out = model.imagine(params, z, jnp.zeros((8, 1)), jax.random.key(1))
+  >>> z2.shape, out["reward"].shape
+  ((8, 32), (8,))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from worldmodels import dists
+from worldmodels.nets import ensemble, mlp
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TDMPCConfig:
+    """TD-MPC2 model and loss hyper-parameters; defaults are the official 5M-parameter config.
+
+    Attributes:
+      latent_dim: latent state size (multiple of `simnorm_dim`).
+      mlp_dim: hidden width of dynamics, reward, Q and policy MLPs.
+      enc_dim: hidden width of the encoder.
+      num_enc_layers: encoder depth (hidden layers + output layer).
+      num_q: Q-functions in the ensemble (two random ones are used for targets).
+      num_bins, vmin, vmax: two-hot layout in symlog space for rewards and values.
+      simnorm_dim: SimNorm group size.
+      log_std_min, log_std_max: policy log-std range.
+      rho: temporal weight decay over the horizon in every loss.
+      consistency_coef, reward_coef, value_coef, termination_coef: loss weights.
+      entropy_coef: policy entropy bonus.
+      discount: TD discount (the agent derives it from the episode length, as TD-MPC2 does).
+      episodic: learn a termination head (tasks whose episodes end on failure).
+      act: hidden activation.
+    """
+
+    latent_dim: int = 512
+    mlp_dim: int = 512
+    enc_dim: int = 256
+    num_enc_layers: int = 2
+    num_q: int = 5
+    num_bins: int = 101
+    vmin: float = -10.0
+    vmax: float = 10.0
+    simnorm_dim: int = 8
+    log_std_min: float = -10.0
+    log_std_max: float = 2.0
+    rho: float = 0.5
+    consistency_coef: float = 20.0
+    reward_coef: float = 0.1
+    value_coef: float = 0.1
+    termination_coef: float = 1.0
+    entropy_coef: float = 1e-4
+    discount: float = 0.99
+    episodic: bool = True
+    act: Literal["mish", "silu", "relu", "elu"] = "mish"
+
+    def __post_init__(self):
+        positive = ("latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q", "simnorm_dim")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"TDMPCConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_q < 2:
+            raise ValueError(f"TDMPCConfig.num_q must be >= 2 (targets use two), got {self.num_q}")
+        if self.num_bins < 2:
+            raise ValueError(f"TDMPCConfig.num_bins must be >= 2, got {self.num_bins}")
+        if self.latent_dim % self.simnorm_dim:
+            raise ValueError(
+                f"TDMPCConfig.latent_dim ({self.latent_dim}) must be a multiple of "
+                f"simnorm_dim ({self.simnorm_dim})"
+            )
+        if not self.vmin < self.vmax:
+            raise ValueError(f"TDMPCConfig.vmin ({self.vmin}) must be < vmax ({self.vmax})")
+        if not self.log_std_min < self.log_std_max:
+            raise ValueError("TDMPCConfig.log_std_min must be < log_std_max")
+        if not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"TDMPCConfig.discount must be in (0, 1], got {self.discount}")
+        if not 0.0 < self.rho <= 1.0:
+            raise ValueError(f"TDMPCConfig.rho must be in (0, 1], got {self.rho}")
+
+
+class TDMPCModel(NamedTuple):
+    """The TD-MPC2 model: the `WorldModel` functions plus the named parts agents need.
+
+    `init/initial/observe/imagine/loss` follow `worldmodels.types.WorldModel`. The rest take
+    `params` from `init` and work on any leading batch axes:
+      encode(params, obs [..., O]) -> z [..., L]
+      next(params, z, a [..., A]) -> z' [..., L]
+      reward(params, z, a) -> [...];  reward_logits -> [..., num_bins]
+      termination(params, z') -> [...] probability that `z'` is terminal
+      pi(params, z, key) -> (action [..., A], log_prob [...], mode [..., A])
+      q(params, z, a, key, kind) -> [...]: 'min' or 'avg' of two random ensemble members
+      q_logits(params, z, a) -> [num_q, ..., num_bins]
+      model_loss(params, batch, key, target_q) -> (loss, (metrics, latents [H+1, B, L]))
+      pi_loss(params, latents, key, scale) -> (loss, (metrics, q [T, B]))
+    """
+
+    init: Any
+    initial: Any
+    observe: Any
+    imagine: Any
+    loss: Any
+    encode: Any
+    next: Any
+    reward: Any
+    reward_logits: Any
+    termination: Any
+    pi: Any
+    q: Any
+    q_logits: Any
+    model_loss: Any
+    pi_loss: Any
+    config: TDMPCConfig
+
+
+def _check_last(x: jax.Array, expected: int, what: str) -> None:
+    if x.shape[-1] != expected:
+        raise ValueError(f"TD-MPC2 model: {what} must have shape [..., {expected}], got {x.shape}")
+
+
+def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B008 (frozen)
+    """Build the TD-MPC2 model functions for `cfg` (sizes of obs/action are given to `init`)."""
+    c = cfg
+    two_hot = dict(num_bins=c.num_bins, vmin=c.vmin, vmax=c.vmax)
+
+    @functools.cache  # builds the NNX graph once per (obs, action) size, at trace time
+    def nets(obs_size: int, action_size: int) -> dict:
+        za, hid = c.latent_dim + action_size, (c.mlp_dim, c.mlp_dim)
+        enc_hidden = (c.enc_dim,) * max(c.num_enc_layers - 1, 0)
+        return {
+            "encoder": mlp(
+                obs_size,
+                enc_hidden,
+                c.latent_dim,
+                act=c.act,
+                out_act="simnorm",
+                simnorm_dim=c.simnorm_dim,
+            ),
+            "dynamics": mlp(
+                za, hid, c.latent_dim, act=c.act, out_act="simnorm", simnorm_dim=c.simnorm_dim
+            ),
+            "reward": mlp(za, hid, c.num_bins, act=c.act, zero_last=True),
+            "termination": mlp(c.latent_dim, hid, 1, act=c.act),
+            "pi": mlp(c.latent_dim, hid, 2 * action_size, act=c.act),
+            "q": ensemble(mlp(za, hid, c.num_bins, act=c.act, zero_last=True), c.num_q),
+        }
+
+    def sizes(params: dict) -> tuple[int, int]:
+        """(obs_size, action_size), read from parameter shapes (static under jit)."""
+        obs_size = (
+            params["encoder"]["layers"]["0"]["kernel"].shape[0]
+            if c.num_enc_layers > 1
+            else params["encoder"]["out"]["kernel"].shape[0]
+        )
+        return obs_size, params["pi"]["out"]["kernel"].shape[1] // 2
+
+    def apply(params: dict, name: str, x: jax.Array) -> jax.Array:
+        obs_size, action_size = sizes(params)
+        return nets(obs_size, action_size)[name].apply(params[name], x)
+
+    def init(key: jax.Array, obs_size: int, action_size: int) -> dict:
+        if obs_size < 1 or action_size < 1:
+            raise ValueError(
+                f"obs_size and action_size must be >= 1, got {obs_size}, {action_size}"
+            )
+        built = nets(obs_size, action_size)
+        keys = jax.random.split(key, len(built))
+        return {name: net.init(k) for (name, net), k in zip(built.items(), keys, strict=True)}
+
+    def encode(params, obs):
+        _check_last(obs, sizes(params)[0], "observation")
+        return apply(params, "encoder", obs)
+
+    def za(params, z, a):
+        _check_last(z, c.latent_dim, "latent")
+        _check_last(a, sizes(params)[1], "action")
+        return jnp.concatenate([z, a], axis=-1)
+
+    def next_(params, z, a):
+        return apply(params, "dynamics", za(params, z, a))
+
+    def reward_logits(params, z, a):
+        return apply(params, "reward", za(params, z, a))
+
+    def reward(params, z, a):
+        return dists.two_hot_inv(reward_logits(params, z, a), **two_hot)
+
+    def termination(params, z):
+        return jax.nn.sigmoid(apply(params, "termination", z)[..., 0])
+
+    def pi(params, z, key):
+        out = apply(params, "pi", z)
+        mean, raw_log_std = jnp.split(out, 2, axis=-1)
+        log_std = dists.squash_log_std(raw_log_std, c.log_std_min, c.log_std_max)
+        return dists.tanh_gaussian_sample(mean, log_std, key)
+
+    def q_logits(params, z, a):
+        return apply(params, "q", za(params, z, a))
+
+    def q(params, z, a, key, kind: Literal["min", "avg"] = "min"):
+        idx = jax.random.choice(key, c.num_q, (2,), replace=False)
+        values = dists.two_hot_inv(q_logits(params, z, a)[idx], **two_hot)
+        return jnp.min(values, axis=0) if kind == "min" else jnp.mean(values, axis=0)
+
+    def initial(params, batch_size: int):
+        return jnp.zeros((batch_size, c.latent_dim))
+
+    def observe(params, latent, action, obs, is_first, key):
+        # TD-MPC2 has no recurrent state: the posterior latent is the encoding of `obs`.
+        return encode(params, obs), {}
+
+    def imagine(params, latent, action, key):
+        z = next_(params, latent, action)
+        return z, {"reward": reward(params, latent, action), "termination": termination(params, z)}
+
+    def model_loss(params, batch, key, target_q=None):
+        """Latent consistency + reward + TD value (+ termination) over a `[H, B]` sequence batch.
+
+        Args:
+          params: model parameters.
+          batch: fields `obs [H, B, O]`, `action [H, B, A]`, `reward [H, B]`,
+            `next_obs [H, B, O]`, `terminated [H, B]` (e.g. `agents.types.Transition`).
+          key: PRNG key.
+          target_q: EMA copy of `params['q']` for TD targets (defaults to the online Q).
+
+        Returns:
+          `(loss, (metrics, latents [H+1, B, L]))`; latents are the model rollout from `obs[0]`.
+        """
+        horizon = batch.action.shape[0]
+        k_pi, k_q = jax.random.split(key)
+        sg = jax.lax.stop_gradient
+        next_z = sg(encode(params, batch.next_obs))
+        pi_next, _, _ = pi(sg(params), next_z, k_pi)
+        q_params = sg(dict(params, q=params["q"] if target_q is None else target_q))
+        alive = 1.0 - batch.terminated.astype(jnp.float32)
+        td = sg(batch.reward + c.discount * alive * q(q_params, next_z, pi_next, k_q, "min"))
+
+        def step(z, inputs):
+            action, target_z = inputs
+            z_next = next_(params, z, action)
+            return z_next, (z_next, jnp.mean((z_next - target_z) ** 2, axis=(-2, -1)))
+
+        z0 = encode(params, batch.obs[0])
+        _, (zs_next, consistency) = jax.lax.scan(step, z0, (batch.action, next_z))
+        zs = jnp.concatenate([z0[None], zs_next[:-1]], axis=0)  # [H, B, L]: z_t for each action
+        rho = c.rho ** jnp.arange(horizon, dtype=jnp.float32)
+        reward_ce = dists.soft_ce(reward_logits(params, zs, batch.action), batch.reward, **two_hot)
+        value_ce = dists.soft_ce(q_logits(params, zs, batch.action), td[None], **two_hot)
+        losses = {
+            "consistency": jnp.sum(rho * consistency) / horizon,
+            "reward": jnp.sum(rho * reward_ce.mean(-1)) / horizon,
+            "value": jnp.sum(rho * value_ce.mean(-1).sum(0)) / (horizon * c.num_q),
+        }
+        total = (
+            c.consistency_coef * losses["consistency"]
+            + c.reward_coef * losses["reward"]
+            + c.value_coef * losses["value"]
+        )
+        if c.episodic:
+            logit = apply(params, "termination", zs_next)[..., 0]
+            bce = jnp.mean(
+                optax.sigmoid_binary_cross_entropy(logit, batch.terminated.astype(jnp.float32))
+            )
+            losses["termination"] = bce
+            total = total + c.termination_coef * bce
+        metrics = {f"loss/{k}": v for k, v in losses.items()}
+        metrics.update({"loss/model": total, "td_target": jnp.mean(td)})
+        return total, (metrics, jnp.concatenate([z0[None], zs_next], axis=0))
+
+    def loss(params, batch, key, target_q=None):
+        total, (metrics, _) = model_loss(params, batch, key, target_q)
+        return total, metrics
+
+    def pi_loss(params, latents, key, scale):
+        """Policy loss on detached latents `[T, B, L]`: maximise scaled Q plus entropy.
+
+        `scale` is the running 5th-95th percentile range of Q (TD-MPC2's `RunningScale`); only
+        `params['pi']` receives gradients.
+        """
+        k_pi, k_q = jax.random.split(key)
+        latents = jax.lax.stop_gradient(latents)
+        action, log_prob, _ = pi(params, latents, k_pi)
+        frozen = jax.lax.stop_gradient(params)
+        qs = q(frozen, latents, action, k_q, "avg")  # [T, B]
+        rho = c.rho ** jnp.arange(latents.shape[0], dtype=jnp.float32)
+        per_t = -(c.entropy_coef * -log_prob + qs / scale).mean(-1)
+        total = jnp.mean(rho * per_t)
+        return total, ({"loss/pi": total, "pi/entropy": -log_prob.mean()}, qs)
+
+    return TDMPCModel(
+        init=init,
+        initial=initial,
+        observe=observe,
+        imagine=imagine,
+        loss=loss,
+        encode=encode,
+        next=next_,
+        reward=reward,
+        reward_logits=reward_logits,
+        termination=termination,
+        pi=pi,
+        q=q,
+        q_logits=q_logits,
+        model_loss=model_loss,
+        pi_loss=pi_loss,
+        config=cfg,
+    )
