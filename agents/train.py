@@ -54,19 +54,19 @@ class TrainConfig:
 
     env: str = "inverted_pendulum"
     agent: Literal["tdmpc2"] = "tdmpc2"
-    steps: int = 60_000
+    steps: int = 30_000
     num_envs: int = 4
     action_repeat: int = 2
     episode_length: int = 1000
     backend: str | None = None
     seed: int = 0
     seed_steps: int = 4_000
-    updates_per_step: int = 1
+    updates_per_step: int = 4
     chunk_steps: int = 250
     replay_capacity: int = 100_000
-    eval_every: int = 10_000
+    eval_every: int = 5_000
     eval_episodes: int = 4
-    checkpoint_every: int = 10_000
+    checkpoint_every: int = 5_000
     tdmpc2: TDMPC2Config = dataclasses.field(default_factory=TDMPC2Config.cpu)
 
     def __post_init__(self):

@@ -216,7 +216,9 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
 
     def q(params, z, a, key, kind: Literal["min", "avg"] = "min"):
         idx = jax.random.choice(key, c.num_q, (2,), replace=False)
-        values = dists.two_hot_inv(q_logits(params, z, a)[idx], **two_hot)
+        # Gather the two members' weights first: evaluates 2 Q-functions, not num_q.
+        two = dict(params, q=jax.tree.map(lambda w: w[idx], params["q"]))
+        values = dists.two_hot_inv(q_logits(two, z, a), **two_hot)
         return jnp.min(values, axis=0) if kind == "min" else jnp.mean(values, axis=0)
 
     def initial(params, batch_size: int):

@@ -1,0 +1,179 @@
+"""Throughput measurements shared by `wm bench` and `benchmarks/throughput.py`.
+
+Every timing is the median of `repeats` calls after a warm-up call, with `block_until_ready`.
+FLOPs come from XLA's own cost analysis of the compiled function; the hardware peak is measured
+in the same process with a large f32 matmul, so "fraction of peak" compares like with like.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agents.envs import make_env
+from agents.tdmpc2 import make_tdmpc2
+from agents.train import TrainConfig
+from agents.types import EnvSpec, Transition
+
+
+def machine_info() -> dict:
+    """CPU model, SIMD flags that matter for XLA:CPU speed, cores, JAX version and devices."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("unknown", "", platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    simd = [
+        f
+        for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_tile")
+        if f in flags
+    ]
+    return {
+        "cpu": model,
+        "simd": simd,
+        "kind": "AVX-512" if "avx512f" in flags else "AVX2",
+        "cores": os.cpu_count(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [d.device_kind for d in jax.devices()],
+    }
+
+
+def time_call(fn, *args, repeats: int = 10) -> float:
+    """Median wall seconds of `fn(*args)` after one warm-up call (compile excluded)."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def compiled_flops(jitted, *args) -> tuple[float, float, object]:
+    """`(flops, compile_seconds, compiled)` of a jitted function for these arguments."""
+    t = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    seconds = time.perf_counter() - t
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float(cost.get("flops", float("nan"))), seconds, compiled
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """Measured f32 matmul GFLOP/s: the practical peak of this machine for XLA."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    seconds = time_call(jax.jit(jnp.matmul), a, b, repeats=repeats)
+    return 2 * n**3 / seconds / 1e9
+
+
+def _batch(spec: EnvSpec, horizon: int, batch_size: int) -> Transition:
+    k = jax.random.split(jax.random.key(0), 3)
+    h, b = horizon, batch_size
+    return Transition(
+        obs=jax.random.normal(k[0], (h, b, spec.obs_size)),
+        action=jnp.tanh(jax.random.normal(k[1], (h, b, spec.action_size))),
+        reward=jnp.ones((h, b)),
+        next_obs=jax.random.normal(k[2], (h, b, spec.obs_size)),
+        terminated=jnp.zeros((h, b), bool),
+        done=jnp.zeros((h, b), bool),
+    )
+
+
+def bench_agent(agent_cfg, spec: EnvSpec, *, num_envs=(1, 64), repeats=10, peak=None) -> dict:
+    """Plan latency (per env batch size) and update latency of a TD-MPC2 config."""
+    peak = peak or matmul_peak()
+    rows = {}
+    for n in num_envs:
+        agent = make_tdmpc2(agent_cfg, spec)
+        state = agent.init(jax.random.key(0), spec)
+        carry = agent.initial_carry(state, n)
+        obs = jax.random.normal(jax.random.key(1), (n, spec.obs_size))
+        args = (state, carry, obs, jnp.zeros(n, bool), jax.random.key(2))
+        act = jax.jit(lambda s, c, o, f, k: agent.act(s, c, o, f, k, False))
+        flops, compile_s, compiled = compiled_flops(act, *args)
+        seconds = time_call(compiled, *args, repeats=repeats)
+        rows[f"plan_{n}env"] = _row(seconds, flops, compile_s, peak)
+    batch = _batch(spec, agent_cfg.planner.horizon, agent_cfg.batch_size)
+    update = jax.jit(agent.update)
+    flops, compile_s, compiled = compiled_flops(update, state, batch, jax.random.key(3))
+    seconds = time_call(compiled, state, batch, jax.random.key(3), repeats=repeats)
+    rows[f"update_b{agent_cfg.batch_size}"] = _row(seconds, flops, compile_s, peak)
+    return rows
+
+
+def _row(seconds: float, flops: float, compile_s: float, peak: float) -> dict:
+    gflops = flops / seconds / 1e9
+    return {
+        "ms": round(seconds * 1e3, 3),
+        "gflop": round(flops / 1e9, 4),
+        "gflops": round(gflops, 2),
+        "frac_peak": round(gflops / peak, 4),
+        "compile_s": round(compile_s, 2),
+    }
+
+
+def bench_env(name: str, num_envs: int, steps: int = 200, repeats: int = 5) -> float:
+    """Env steps/s of a random-action `lax.scan` over a batch of envs (physics steps)."""
+    env, spec = make_env(name, num_envs=num_envs)
+
+    @jax.jit
+    def run(state, key):
+        def body(s, k):
+            a = jax.random.uniform(k, (num_envs, spec.action_size), minval=-1, maxval=1)
+            return env.step(s, a), None
+
+        return jax.lax.scan(body, state, jax.random.split(key, steps))[0]
+
+    state = jax.jit(env.reset)(jax.random.key(0))
+    seconds = time_call(run, state, jax.random.key(1), repeats=repeats)
+    return steps * num_envs / seconds
+
+
+def bench_train(cfg: TrainConfig, repeats: int = 3) -> dict:
+    """Compile time of the first train chunk and env steps/s of train chunks (no evaluation)."""
+    from agents.run import build
+
+    _, _, trainer = build(cfg)
+    state = trainer.init(jax.random.key(cfg.seed))
+    state, _ = trainer.seed_chunk(state)
+    t = time.perf_counter()
+    compiled = trainer.train_chunk.lower(state).compile()
+    compile_s = time.perf_counter() - t
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        state, m = compiled(state)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t)
+    seconds = statistics.median(times)
+    return {
+        "train_chunk_compile_s": round(compile_s, 2),
+        "train_chunk_s": round(seconds, 3),
+        "train_env_steps_per_s": round(cfg.env_steps_per_chunk / seconds, 1),
+    }
+
+
+def bench_config(cfg: TrainConfig, repeats: int = 10) -> dict:
+    """What `wm bench` prints: agent latencies, env and train throughput for one TrainConfig."""
+    peak = matmul_peak()
+    _, spec = make_env(cfg.env, num_envs=cfg.num_envs, action_repeat=cfg.action_repeat)
+    out = {"machine": machine_info(), "matmul_peak_gflops": round(peak, 1), "env": cfg.env}
+    out.update(
+        bench_agent(cfg.tdmpc2, spec, num_envs=(1, cfg.num_envs), repeats=repeats, peak=peak)
+    )
+    out["env_steps_per_s"] = round(bench_env(cfg.env, cfg.num_envs), 1)
+    out.update(bench_train(cfg))
+    return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in out.items()}

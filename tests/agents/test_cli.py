@@ -1,0 +1,70 @@
+"""The `wm` command: parsing, errors before compiling, and refusing to overwrite."""
+
+import pytest
+
+from agents.cli import main
+
+
+def _run(capsys, *argv):
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    return exc.value.code, capsys.readouterr()
+
+
+def test_help_lists_subcommands(capsys):
+    code, out = _run(capsys, "--help")
+    assert code == 0
+    assert all(cmd in out.out for cmd in ("train", "eval", "bench"))
+
+
+def test_train_help_shows_config_flags(capsys):
+    code, out = _run(capsys, "train", "--help")
+    assert code == 0
+    for flag in (
+        "--env",
+        "--steps",
+        "--num-envs",
+        "--seed",
+        "--tdmpc2.model.latent-dim",
+        "--tdmpc2.planner.num-samples",
+        "--resume",
+        "--overwrite",
+    ):
+        assert flag in out.out, flag
+
+
+def test_unknown_env_lists_valid_names(capsys):
+    code, out = _run(capsys, "train", "--env", "cartpole")
+    assert code == 2
+    assert "unknown env 'cartpole'" in out.err and "hopper" in out.err and "walker2d" in out.err
+
+
+def test_inconsistent_planner_config_names_the_field(capsys):
+    code, out = _run(
+        capsys,
+        "train",
+        "--tdmpc2.planner.num-samples",
+        "8",
+        "--tdmpc2.planner.num-pi-trajs",
+        "0",
+        "--tdmpc2.planner.num-elites",
+        "64",
+    )
+    assert code == 2 and "num_elites" in out.err
+
+
+def test_negative_size_names_the_field(capsys):
+    code, out = _run(capsys, "train", "--tdmpc2.model.latent-dim", "-8")
+    assert code == 2 and "latent_dim" in out.err
+
+
+def test_existing_run_directory_is_not_overwritten(capsys, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    code, out = _run(capsys, "train", "--out", str(tmp_path))
+    assert code == 2 and "--resume" in out.err and "--overwrite" in out.err
+    assert (tmp_path / "config.json").read_text() == "{}"
+
+
+def test_eval_of_a_missing_run_is_a_clear_error(capsys, tmp_path):
+    code, out = _run(capsys, "eval", str(tmp_path / "nope"))
+    assert code == 2 and "not a run directory" in out.err

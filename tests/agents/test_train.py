@@ -1,0 +1,126 @@
+"""The train loop: chunks compile once, resume is exact, a run directory has everything."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from agents.checkpoint import Checkpointer
+from agents.run import build, config_from_dict, config_to_dict, evaluate_run, run_training
+from agents.tdmpc2 import TDMPC2Config
+from agents.train import TrainConfig
+
+CFG = TrainConfig(
+    env="inverted_pendulum",
+    steps=480,
+    num_envs=2,
+    action_repeat=2,
+    episode_length=60,
+    seed_steps=80,
+    chunk_steps=20,
+    replay_capacity=400,
+    eval_every=160,
+    eval_episodes=2,
+    checkpoint_every=160,
+    tdmpc2=TDMPC2Config.tiny(),
+)
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    return build(CFG)[2]
+
+
+def _leaves(state):
+    return [
+        np.asarray(
+            jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+        )
+        for x in jax.tree.leaves(state)
+    ]
+
+
+def _copy(state):
+    return jax.tree.map(lambda x: x.copy(), state)
+
+
+def test_chunks_compile_once_and_learn_metrics(trainer):
+    state = trainer.init(jax.random.key(0))
+    state, seed_metrics = trainer.seed_chunk(state)
+    assert int(state.agent_steps) == CFG.seed_agent_steps
+    for _ in range(2):
+        state, metrics = trainer.train_chunk(state)
+    assert trainer.train_chunk._cache_size() == 1
+    assert trainer.seed_chunk._cache_size() == 1
+    assert np.isfinite(float(metrics["loss/model"]))
+    assert int(state.agent_steps) == CFG.seed_agent_steps + 2 * CFG.chunk_steps
+    result = trainer.evaluate(state.agent, jax.random.key(1))
+    assert 0 < float(result["eval/return"]) <= CFG.episode_length
+
+
+def test_resume_continues_exactly(trainer, tmp_path):
+    state = trainer.init(jax.random.key(3))
+    state, _ = trainer.seed_chunk(state)
+    state, _ = trainer.train_chunk(state)
+    ckpt = Checkpointer(tmp_path, config={"a": 1})
+    ckpt.save(1, state)
+    ckpt.wait()
+    straight, _ = trainer.train_chunk(_copy(state))
+    straight, _ = trainer.train_chunk(straight)
+    restored, _ = ckpt.restore(jax.eval_shape(trainer.init, jax.random.key(0)))
+    ckpt.close()
+    resumed, _ = trainer.train_chunk(restored)
+    resumed, _ = trainer.train_chunk(resumed)
+    for a, b in zip(_leaves(straight), _leaves(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_config_round_trips_through_json():
+    data = json.loads(json.dumps(config_to_dict(CFG)))
+    assert config_from_dict(TrainConfig, data) == CFG
+    with pytest.raises(ValueError, match="unknown config fields"):
+        config_from_dict(TrainConfig, {**data, "bogus": 1})
+
+
+def test_run_directory_resume_and_eval(tmp_path):
+    out = tmp_path / "run"
+    last = run_training(CFG, out, progress=False, log=lambda *_: None)
+    assert last["env_steps"] == CFG.steps
+    for name in ("config.json", "metrics.jsonl", "metrics.csv", "curve.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all("env_steps" in r and "wall_s" in r for r in rows)
+    assert sum("eval/return" in r for r in rows) >= CFG.steps // CFG.eval_every
+    assert any("loss/model" in r for r in rows)
+    assert list((out / "checkpoints").iterdir())
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_training(CFG, out, progress=False)
+
+    longer = dataclasses.replace(CFG, steps=CFG.steps + CFG.env_steps_per_chunk)
+    last = run_training(longer, out, resume=True, progress=False, log=lambda *_: None)
+    assert last["env_steps"] == longer.steps
+    steps = [
+        json.loads(line)["env_steps"] for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == sorted(set(steps))  # no duplicated or reordered rows after resume
+
+    result = evaluate_run(out)
+    assert result["env_steps"] == longer.steps and 0 < result["eval/return"] <= CFG.episode_length
+    assert json.loads((out / "eval.json").read_text())["eval/return"] == result["eval/return"]
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"env": "cartpole"}, "inverted_pendulum"),
+        ({"num_envs": 0}, "num_envs"),
+        ({"steps": -1}, "steps"),
+        ({"replay_capacity": 3}, "replay_capacity"),
+    ],
+)
+def test_bad_train_config_raises_before_compiling(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**kwargs)
