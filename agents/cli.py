@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -101,6 +102,16 @@ def _bench(cmd: Bench) -> None:
     print(text)
 
 
+def _enable_compile_cache() -> None:
+    """Reuse XLA compilations across runs of the same config (set WM_JAX_CACHE="" to disable)."""
+    path = os.environ.get("WM_JAX_CACHE", os.path.expanduser("~/.cache/worldmodels/jax"))
+    if path:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `wm` command."""
     commands = {"train": Train, "eval": Eval, "bench": Bench}
@@ -113,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:  # a config's own validation (__post_init__)
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from e
+    _enable_compile_cache()
     try:
         {Train: _train, Eval: _eval, Bench: _bench}[type(cmd)](cmd)
     except (ValueError, FileExistsError, FileNotFoundError) as e:

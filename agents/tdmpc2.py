@@ -192,10 +192,13 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             alive = alive * (1.0 - model.termination(params, z2)) if cfg.model.episodic else alive
             return (z2, alive), reward
 
+        # One pair of Q-functions per plan, as in TD-MPC2: a key closed over here is the same for
+        # every sample, whereas a per-sample key would gather Q weights per sample under vmap.
+        key, k_q = jax.random.split(key)
+
         def value_fn(latent, k):
             z, alive = latent
-            k1, k2 = jax.random.split(k)
-            return alive * model.q(params, z, model.pi(params, z, k1)[0], k2, "avg")
+            return alive * model.q(params, z, model.pi(params, z, k)[0], k_q, "avg")
 
         def prior_fn(latent, k):
             return model.pi(params, latent[0], k)[0]
@@ -242,7 +245,7 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
         (_, (metrics, latents)), grads = grad_fn(state.params, batch, k_model, state.target_q)
         rest, pi = split(state.params)
         grads_rest, _ = split(grads)
-        metrics["grad_norm/model"] = optax.global_norm(grads_rest)
+        metrics["grad_norm/model"] = optax.tree.norm(grads_rest)
         updates, model_opt = model_tx.update(grads_rest, state.model_opt, rest)
         params = dict(optax.apply_updates(rest, updates), pi=pi)
 

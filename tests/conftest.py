@@ -1,6 +1,8 @@
 """Test-wide JAX settings: strict rank promotion, several virtual CPU devices, fresh keys."""
 
+import contextlib
 import os
+import tempfile
 import zlib
 
 # Several virtual CPU devices so sharded code paths run on a CPU-only machine. Must be set before
@@ -11,6 +13,11 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Tests rebuild the same jitted programs (train, resume, eval of one config): a persistent
+# compilation cache, fresh for each session, compiles each of them once.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="wm-test-jax-cache-"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture
@@ -18,3 +25,26 @@ def key(request):
     """A fresh typed key per test, derived from the test's name so failures reproduce."""
     seed = zlib.crc32(request.node.nodeid.encode())
     return jax.random.key(seed)
+
+
+@contextlib.contextmanager
+def _count_compiles():
+    """Collects jit cache misses (traces and XLA compiles) that happen inside the block."""
+    events = []
+    names = {"/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/backend_compile_duration"}
+
+    def listener(name, duration, **kwargs):
+        if name in names:
+            events.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield events
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.fixture
+def count_compiles():
+    """`with count_compiles() as events: ...` then `assert events == []` proves no recompile."""
+    return _count_compiles
