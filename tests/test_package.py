@@ -1,0 +1,45 @@
+"""Package-level promises: import boundaries, public examples, lint."""
+
+import doctest
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import worldmodels
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_worldmodels_pulls_in_jax_flax_optax_only():
+    code = (
+        "import sys, worldmodels; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('brax', 'agents', 'mujoco', 'orbax', 'flashbax', 'tyro', 'matplotlib')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_public_names_exist():
+    for name in worldmodels.__all__:
+        assert hasattr(worldmodels, name), name
+
+
+@pytest.mark.parametrize(
+    "module", ["worldmodels", "worldmodels.nets", "worldmodels.tdmpc", "worldmodels.planning"]
+)
+def test_docstring_examples_run(module):
+    mod = __import__(module, fromlist=["_"])
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
+def test_ruff_lint_is_clean():
+    paths = [str(ROOT / p) for p in ("worldmodels", "agents", "benchmarks", "tests")]
+    result = subprocess.run(["ruff", "check", *paths], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
