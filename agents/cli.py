@@ -68,6 +68,26 @@ class Bench(TrainConfig):
     json_out: str | None = None
 
 
+def _resume_dir(argv: list[str]) -> str | None:
+    """The run directory of `wm train --resume DIR` (or `--resume=DIR`), else None."""
+    if not argv or argv[0] != "train":
+        return None
+    for i, arg in enumerate(argv):
+        if arg == "--resume" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--resume="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _from_saved(saved: dict) -> dict:
+    """TrainConfig kwargs from a saved config dict (nested configs rebuilt)."""
+    from agents.run import config_from_dict
+
+    cfg = config_from_dict(TrainConfig, saved)
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)}
+
+
 def _train(cmd: Train) -> None:
     from agents.run import run_training
 
@@ -112,16 +132,27 @@ def _enable_compile_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def parse(argv: list[str]) -> Train | Eval | Bench:
+    """Parse `wm` arguments into a command; raises ValueError/FileNotFoundError on bad input."""
+    resume = _resume_dir(argv)
+    if resume is None:
+        commands = {"train": Train, "eval": Eval, "bench": Bench}
+        return tyro.extras.subcommand_cli_from_dict(
+            commands, args=argv, description="worldmodels: model-based RL on Brax, on device."
+        )
+    # Flags not given keep the saved run's values, not the CLI defaults.
+    from agents.run import load_config
+
+    saved = dataclasses.asdict(load_config(resume))
+    default = Train(**{**_from_saved(saved), "resume": resume})
+    return tyro.cli(Train, args=argv[1:], default=default, prog="wm train")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `wm` command."""
-    commands = {"train": Train, "eval": Eval, "bench": Bench}
     try:
-        cmd = tyro.extras.subcommand_cli_from_dict(
-            {name: cls for name, cls in commands.items()},
-            args=argv,
-            description="worldmodels: model-based RL on Brax, on device.",
-        )
-    except ValueError as e:  # a config's own validation (__post_init__)
+        cmd = parse(sys.argv[1:] if argv is None else list(argv))
+    except (ValueError, FileNotFoundError) as e:  # config validation, or no run to resume
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from e
     _enable_compile_cache()

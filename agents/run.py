@@ -72,11 +72,17 @@ def build(cfg: TrainConfig):
 def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> TrainConfig:
     if resume:
         saved = load_config(out)
-        # Only the schedule may change on resume; everything else comes from the saved run.
-        changes = {
-            f: getattr(cfg, f) for f in RESUMABLE_FIELDS if getattr(cfg, f) != getattr(saved, f)
-        }
-        return dataclasses.replace(saved, **changes) if cfg is not None else saved
+        if cfg is None:
+            return saved
+        # Only the schedule may change on resume; anything else would not be the same run.
+        fixed = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in RESUMABLE_FIELDS]
+        changed = [f for f in fixed if getattr(cfg, f) != getattr(saved, f)]
+        if changed:
+            raise ValueError(
+                f"cannot change {', '.join(changed)} when resuming {out} (only "
+                f"{', '.join(RESUMABLE_FIELDS)} may change); start a new run instead"
+            )
+        return cfg
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(

@@ -1,8 +1,13 @@
 """The `wm` command: parsing, errors before compiling, and refusing to overwrite."""
 
+import dataclasses
+import json
+
 import pytest
 
-from agents.cli import main
+from agents.cli import main, parse
+from agents.run import config_to_dict
+from agents.train import TrainConfig
 
 
 def _run(capsys, *argv):
@@ -67,4 +72,28 @@ def test_existing_run_directory_is_not_overwritten(capsys, tmp_path):
 
 def test_eval_of_a_missing_run_is_a_clear_error(capsys, tmp_path):
     code, out = _run(capsys, "eval", str(tmp_path / "nope"))
+    assert code == 2 and "not a run directory" in out.err
+
+
+@pytest.fixture
+def saved_run(tmp_path):
+    cfg = dataclasses.replace(TrainConfig(), steps=123_000, seed=7)
+    (tmp_path / "config.json").write_text(json.dumps(config_to_dict(cfg)))
+    return tmp_path
+
+
+def test_resume_keeps_the_saved_config_unless_a_flag_is_given(saved_run):
+    cmd = parse(["train", "--resume", str(saved_run)])
+    assert cmd.steps == 123_000 and cmd.seed == 7 and cmd.resume == str(saved_run)
+    cmd = parse(["train", "--resume", str(saved_run), "--steps", "200000"])
+    assert cmd.steps == 200_000 and cmd.seed == 7
+
+
+def test_resume_refuses_a_changed_config_naming_the_field(saved_run, capsys):
+    code, out = _run(capsys, "train", "--resume", str(saved_run), "--num-envs", "16")
+    assert code == 2 and "cannot change num_envs" in out.err
+
+
+def test_resume_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
+    code, out = _run(capsys, "train", "--resume", str(tmp_path / "nope"))
     assert code == 2 and "not a run directory" in out.err

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from agents.checkpoint import Checkpointer
+from agents.metrics import MetricsLog
 from agents.run import build, config_from_dict, config_to_dict, evaluate_run, run_training
 from agents.tdmpc2 import TDMPC2Config
 from agents.train import TrainConfig
@@ -124,3 +125,28 @@ def test_run_directory_resume_and_eval(tmp_path):
 def test_bad_train_config_raises_before_compiling(kwargs, field):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**kwargs)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path, monkeypatch):
+    out, write = tmp_path / "run", MetricsLog.write
+    calls = {"n": 0}
+
+    def interrupt_on_third_row(self, *args, **kwargs):
+        calls["n"] += 1
+        row = write(self, *args, **kwargs)
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return row
+
+    monkeypatch.setattr(MetricsLog, "write", interrupt_on_third_row)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(CFG, out, progress=False, log=lambda *_: None)
+    monkeypatch.setattr(MetricsLog, "write", write)
+    interrupted_at = (
+        CFG.seed_agent_steps * CFG.env_steps_per_agent_step + 2 * CFG.env_steps_per_chunk
+    )
+    ckpt = Checkpointer(out / "checkpoints", config=config_to_dict(CFG))
+    assert ckpt.latest_step() == interrupted_at  # not the last periodic checkpoint (160)
+    ckpt.close()
+    last = run_training(CFG, out, resume=True, progress=False, log=lambda *_: None)
+    assert last["env_steps"] == CFG.steps
