@@ -135,7 +135,7 @@ class Trainer(NamedTuple):
 
 
 def _mean_metrics(stacked: dict) -> dict:
-    return {k: jnp.mean(v) for k, v in stacked.items()}
+    return {k: jnp.nanmean(v) for k, v in stacked.items()}  # NaN marks skipped updates
 
 
 def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None) -> Trainer:
@@ -194,21 +194,23 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
         return ts, stats
 
     def updates(agent_state, buffer, key):
-        def one(state, k):
-            k_sample, k_update = jax.random.split(k)
-            batch = replay.sample_sequences(buffer, k_sample, cfg.tdmpc2.batch_size, seq_len)
-            return agent.update(state, batch, k_update)
+        k_sample, k_update = jax.random.split(key)
+        u, b = cfg.updates_per_step, cfg.tdmpc2.batch_size
 
         def run(state):
-            state, metrics = jax.lax.scan(one, state, jax.random.split(key, cfg.updates_per_step))
+            # One sample call for all updates of this step: the validity mask is built once.
+            batches = replay.sample_sequences(buffer, k_sample, u * b, seq_len)
+            batches = jax.tree.map(
+                lambda x: jnp.moveaxis(x.reshape(seq_len, u, b, *x.shape[2:]), 1, 0), batches
+            )
+            step = lambda st, xs: agent.update(st, xs[0], xs[1])  # noqa: E731
+            state, metrics = jax.lax.scan(step, state, (batches, jax.random.split(k_update, u)))
             return state, _mean_metrics(metrics)
 
-        # Until some episode is longer than a sequence there is nothing valid to sample.
-        skip_metrics = jax.eval_shape(run, agent_state)[1]
-        skip = lambda state: (
-            state,
-            jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), skip_metrics),
-        )  # noqa: E731
+        def skip(state):  # until some episode outlasts a sequence, nothing valid can be sampled
+            shapes = jax.eval_shape(run, state)[1]
+            return state, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+
         return jax.lax.cond(replay.can_sample(buffer, seq_len), run, skip, agent_state)
 
     def chunk(ts: TrainState, length: int, learn: bool):
