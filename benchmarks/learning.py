@@ -36,7 +36,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
-    parser.add_argument("--threshold", type=float, default=950.0, help="report when eval reaches it")
+    parser.add_argument(
+        "--threshold", type=float, default=950.0, help="report when eval return reaches it"
+    )
     args = parser.parse_args()
 
     cfg = dataclasses.replace(
@@ -49,14 +51,24 @@ def main() -> None:
     run_training(cfg, out)
     total = time.time() - start
     rows = MetricsLog(out).rows()
-    evals = [{"env_steps": r["env_steps"], "wall_s": r["wall_s"], "eval/return": r["eval/return"]}
-             for r in rows if r.get("eval/return") is not None]
+    evals = [
+        {"env_steps": r["env_steps"], "wall_s": r["wall_s"], "eval/return": r["eval/return"]}
+        for r in rows
+        if r.get("eval/return") is not None
+    ]
     info = machine_info()
     result = {
-        "task": args.env, "agent": cfg.agent, "seed": args.seed, "steps": args.steps,
-        "machine": info, "date": time.strftime("%Y-%m-%d"), "total_wall_s": round(total, 1),
-        "threshold": args.threshold, "reached": first_reaching(rows, args.threshold),
-        "final_eval_return": evals[-1]["eval/return"] if evals else None, "evals": evals,
+        "task": args.env,
+        "agent": cfg.agent,
+        "seed": args.seed,
+        "steps": args.steps,
+        "machine": info,
+        "date": time.strftime("%Y-%m-%d"),
+        "total_wall_s": round(total, 1),
+        "threshold": args.threshold,
+        "reached": first_reaching(rows, args.threshold),
+        "final_eval_return": evals[-1]["eval/return"] if evals else None,
+        "evals": evals,
         "command": f"python benchmarks/learning.py --env {args.env} --steps {args.steps}",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -71,8 +83,11 @@ def main() -> None:
         "includes compilation and evaluation.",
         "",
         f"- eval return >= {args.threshold:g}: "
-        + (f"at **{reached['env_steps']:,} env steps, {reached['wall_s']:.0f} s**" if reached
-           else "not reached"),
+        + (
+            f"at **{reached['env_steps']:,} env steps, {reached['wall_s']:.0f} s**"
+            if reached
+            else "not reached"
+        ),
         f"- final eval return {result['final_eval_return']}, whole run {total:.0f} s",
         "",
         "| env steps | wall s | eval return |",

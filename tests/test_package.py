@@ -30,7 +30,16 @@ def test_public_names_exist():
 
 
 @pytest.mark.parametrize(
-    "module", ["worldmodels", "worldmodels.nets", "worldmodels.tdmpc", "worldmodels.planning"]
+    "module",
+    [
+        "worldmodels",
+        "worldmodels.nets",
+        "worldmodels.tdmpc",
+        "worldmodels.planning",
+        "worldmodels.rssm",
+        "worldmodels.rssm_config",
+        "worldmodels.sequence",
+    ],
 )
 def test_docstring_examples_run(module):
     mod = __import__(module, fromlist=["_"])

@@ -14,7 +14,7 @@ Imports jax, flax and optax only (never Brax, never `agents`). Every piece works
   (1,)
 """
 
-from worldmodels import dists, nets
+from worldmodels import dists, nets, sequence
 from worldmodels.planning import (
     cem,
     gradient_shooting,
@@ -24,12 +24,18 @@ from worldmodels.planning import (
     reset_plan,
 )
 from worldmodels.rollout import discounted_return, rollout, rollout_return
+from worldmodels.rssm import RSSMModel, RSSMState, make_rssm
+from worldmodels.rssm_config import RSSMConfig
+from worldmodels.sequence import imagine, observe_sequence
 from worldmodels.tdmpc import TDMPCConfig, TDMPCModel, make_tdmpc_model
 from worldmodels.types import PlanOutput, PriorFn, StepFn, ValueFn, WorldModel
 
 __all__ = [
     "PlanOutput",
     "PriorFn",
+    "RSSMConfig",
+    "RSSMModel",
+    "RSSMState",
     "StepFn",
     "TDMPCConfig",
     "TDMPCModel",
@@ -39,12 +45,16 @@ __all__ = [
     "discounted_return",
     "dists",
     "gradient_shooting",
+    "imagine",
     "initial_plan",
+    "make_rssm",
     "make_tdmpc_model",
     "mppi",
     "nets",
+    "observe_sequence",
     "random_shooting",
     "reset_plan",
     "rollout",
     "rollout_return",
+    "sequence",
 ]

@@ -95,3 +95,79 @@ def tanh_gaussian_sample(mean: jax.Array, log_std: jax.Array, key: jax.Array):
     # log|d tanh(u)/du| = log(1 - tanh(u)^2), in the stable softplus form.
     log_det = jnp.sum(2.0 * (math.log(2.0) - pre - jax.nn.softplus(-2.0 * pre)), axis=-1)
     return action, gauss_logp - log_det, jnp.tanh(mean)
+
+
+def unimix_logits(logits: jax.Array, unimix: float) -> jax.Array:
+    """Log-probabilities of `(1 - unimix) * softmax(logits) + unimix / K` (DreamerV3's unimix).
+
+    Mixing in a little uniform keeps every class probable, so KL terms and log-probabilities stay
+    bounded however confident the network gets.
+
+    Args:
+      logits: `[..., K]`.
+      unimix: the uniform weight in `[0, 1)`.
+
+    Returns:
+      `[..., K]` normalised log-probabilities.
+    """
+    if not 0.0 <= unimix < 1.0:
+        raise ValueError(f"unimix must be in [0, 1), got {unimix}")
+    if unimix == 0.0:
+        return jax.nn.log_softmax(logits, axis=-1)
+    probs = (1.0 - unimix) * jax.nn.softmax(logits, axis=-1) + unimix / logits.shape[-1]
+    return jnp.log(probs)
+
+
+def _straight_through(onehot: jax.Array, logits: jax.Array) -> jax.Array:
+    probs = jax.nn.softmax(logits, axis=-1)
+    # Forward value is exactly `onehot`; the gradient is that of `probs`.
+    return onehot + (probs - jax.lax.stop_gradient(probs))
+
+
+def categorical_sample_st(logits: jax.Array, key: jax.Array) -> jax.Array:
+    """One-hot sample of a categorical with straight-through gradients.
+
+    Args:
+      logits: `[..., K]` (apply `unimix_logits` first for DreamerV3's latents).
+      key: PRNG key.
+
+    Returns:
+      `[..., K]` float: a one-hot sample in the forward pass whose gradient with respect to
+      `logits` is the gradient of `softmax(logits)`.
+    """
+    index = jax.random.categorical(key, logits, axis=-1)
+    return _straight_through(jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype), logits)
+
+
+def categorical_mode_st(logits: jax.Array) -> jax.Array:
+    """The most probable class as a one-hot `[..., K]`, with straight-through gradients."""
+    index = jnp.argmax(logits, axis=-1)
+    return _straight_through(jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype), logits)
+
+
+def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:
+    """`KL(p || q)` between categoricals given by logits `[..., K]`; returns `[...]`."""
+    logp = jax.nn.log_softmax(logits_p, axis=-1)
+    logq = jax.nn.log_softmax(logits_q, axis=-1)
+    return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)
+
+
+def categorical_entropy(logits: jax.Array) -> jax.Array:
+    """Entropy of the categorical with logits `[..., K]`; returns `[...]`."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def bernoulli_log_prob(logits: jax.Array, target: jax.Array) -> jax.Array:
+    """Log-probability of `target [...]` in `{0, 1}` (or soft) under `Bernoulli(sigmoid(logits))`.
+
+    Returns:
+      `[...]`.
+    """
+    target = target.astype(logits.dtype)
+    return target * jax.nn.log_sigmoid(logits) + (1.0 - target) * jax.nn.log_sigmoid(-logits)
+
+
+def symlog_mse(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """DreamerV3's vector reconstruction loss: `sum((pred - symlog(target))**2, -1)`; `[...]`."""
+    return jnp.sum((pred - symlog(target)) ** 2, axis=-1)

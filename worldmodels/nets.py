@@ -173,3 +173,205 @@ def ensemble(net: Net, num: int) -> Net:
         return jax.vmap(net.apply, in_axes=(0, None))(params, x)
 
     return Net(init, apply)
+
+
+# --- DreamerV3-style layers: RMSNorm/LayerNorm, fan-in init, block-diagonal GRU -----------------
+
+Norm = Literal["rms", "layer"]
+_NORM_EPS = 1e-4  # DreamerV3's norm epsilon
+
+
+def _fan_in_init(scale: float):
+    """Truncated normal with variance `scale**2 / fan_in` (DreamerV3's `trunc_normal_in`)."""
+    if scale == 0.0:
+        return nnx.initializers.zeros_init()
+    return nnx.initializers.variance_scaling(scale**2, "fan_in", "truncated_normal")
+
+
+def _norm(kind: str, size: int, rngs: nnx.Rngs) -> nnx.Module:
+    if kind == "rms":
+        return nnx.RMSNorm(size, epsilon=_NORM_EPS, rngs=rngs)
+    return nnx.LayerNorm(size, epsilon=_NORM_EPS, rngs=rngs)
+
+
+def _check_norm_act(where: str, norm: str, act: str) -> None:
+    if norm not in ("rms", "layer"):
+        raise ValueError(f"{where}: norm must be 'rms' or 'layer', got {norm!r}")
+    if act not in _ACTIVATIONS:
+        raise ValueError(f"{where}: act must be one of {sorted(_ACTIVATIONS)}, got {act!r}")
+
+
+class _NormMLP(nnx.Module):
+    """Linear → norm → act per hidden layer, then an optional plain output layer."""
+
+    def __init__(self, sizes, out_size, *, norm, act, out_scale, rngs):
+        self.act = act
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+        init = _fan_in_init(1.0)
+        self.layers = nnx.List([nnx.Linear(i, o, kernel_init=init, rngs=rngs) for i, o in pairs])
+        self.norms = nnx.List([_norm(norm, o, rngs) for _, o in pairs])
+        last_init = _fan_in_init(out_scale)
+        self.out = (
+            None
+            if out_size is None
+            else nnx.Linear(sizes[-1], out_size, kernel_init=last_init, rngs=rngs)
+        )
+
+    def __call__(self, x):
+        act = _ACTIVATIONS[self.act]
+        for layer, norm in zip(self.layers, self.norms, strict=True):
+            x = act(norm(layer(x)))
+        return x if self.out is None else self.out(x)
+
+
+def norm_mlp(
+    in_size: int,
+    hidden: Sequence[int],
+    out_size: int | None,
+    *,
+    norm: Norm = "rms",
+    act: Activation = "silu",
+    out_scale: float = 1.0,
+) -> Net:
+    """A DreamerV3-style MLP: Linear → RMSNorm (or LayerNorm) → SiLU per hidden layer.
+
+    Weights use a fan-in scaled truncated normal; the output layer's scale is `out_scale`
+    (0 gives a zero-initialised output, DreamerV3's reward and value heads).
+
+    Args:
+      in_size: input features.
+      hidden: hidden layer widths.
+      out_size: output features of a final plain linear layer, or `None` for no output layer
+        (the output is then the last hidden activation; `hidden` must not be empty).
+      norm: `"rms"` or `"layer"`.
+      act: hidden activation.
+      out_scale: standard-deviation multiplier of the output layer's init.
+
+    Returns:
+      `Net` mapping `[..., in_size] -> [..., out_size or hidden[-1]]`.
+
+    Example:
+      >>> net = norm_mlp(4, (32,), 2)
+      >>> net.apply(net.init(jax.random.key(0)), jnp.ones((8, 4))).shape
+      (8, 2)
+    """
+    sizes = (in_size, *hidden)
+    for value in (*sizes, *(() if out_size is None else (out_size,))):
+        if value < 1:
+            raise ValueError(f"norm_mlp: sizes must be >= 1, got {(*sizes, out_size)}")
+    if out_size is None and not hidden:
+        raise ValueError("norm_mlp: out_size=None needs at least one hidden layer")
+    _check_norm_act("norm_mlp", norm, act)
+    if out_scale < 0:
+        raise ValueError(f"norm_mlp: out_scale must be >= 0, got {out_scale}")
+    return _pure(
+        lambda rngs: _NormMLP(sizes, out_size, norm=norm, act=act, out_scale=out_scale, rngs=rngs)
+    )
+
+
+class _BlockLinear(nnx.Module):
+    """`blocks` independent linear maps on consecutive slices: kernel `[blocks, in/g, out/g]`."""
+
+    def __init__(self, in_size, out_size, blocks, *, rngs):
+        self.blocks = blocks
+        shape = (blocks, in_size // blocks, out_size // blocks)
+        self.kernel = nnx.Param(_fan_in_init(1.0)(rngs.params(), shape))
+        self.bias = nnx.Param(jnp.zeros((out_size,)))
+
+    def __call__(self, x):
+        x = x.reshape(*x.shape[:-1], self.blocks, x.shape[-1] // self.blocks)
+        y = jnp.einsum("...gi,gio->...go", x, self.kernel[...])
+        y = y.reshape(*y.shape[:-2], -1)
+        return y + self.bias[...].reshape((1,) * (y.ndim - 1) + (-1,))
+
+
+class _BlockGRU(nnx.Module):
+    """DreamerV3's recurrent core: embed each input, then a GRU whose weights are block-diagonal."""
+
+    def __init__(self, deter, inputs, hidden, blocks, *, norm, act, layers, rngs):
+        self.sizes, self.blocks, self.act = (deter, *inputs), blocks, act
+        init = _fan_in_init(1.0)
+        self.embeds = nnx.List(
+            [nnx.Linear(i, hidden, kernel_init=init, rngs=rngs) for i in self.sizes]
+        )
+        self.embed_norms = nnx.List([_norm(norm, hidden, rngs) for _ in self.sizes])
+        width = deter + blocks * hidden * len(self.sizes)
+        self.layers = nnx.List(
+            [
+                _BlockLinear(width if k == 0 else deter, deter, blocks, rngs=rngs)
+                for k in range(layers)
+            ]
+        )
+        self.norms = nnx.List([_norm(norm, deter, rngs) for _ in range(layers)])
+        self.gates = _BlockLinear(deter if layers else width, 3 * deter, blocks, rngs=rngs)
+
+    def __call__(self, x):
+        act, g, lead = _ACTIVATIONS[self.act], self.blocks, x.shape[:-1]
+        offsets = [sum(self.sizes[:k]) for k in range(1, len(self.sizes))]
+        parts = jnp.split(x, offsets, axis=-1)
+        deter = parts[0]
+        embeds = [
+            act(norm(lin(p)))
+            for lin, norm, p in zip(self.embeds, self.embed_norms, parts, strict=True)
+        ]
+        # Every block sees its own slice of the state and the full embedding of all inputs.
+        emb = jnp.concatenate(embeds, axis=-1)[..., None, :]
+        emb = jnp.broadcast_to(emb, (*lead, g, emb.shape[-1]))
+        h = jnp.concatenate([deter.reshape(*lead, g, -1), emb], axis=-1).reshape(*lead, -1)
+        for layer, norm in zip(self.layers, self.norms, strict=True):
+            h = act(norm(layer(h)))
+        gates = self.gates(h).reshape(*lead, g, -1)
+        reset, cand, update = (z.reshape(*lead, -1) for z in jnp.split(gates, 3, axis=-1))
+        cand = jnp.tanh(jax.nn.sigmoid(reset) * cand)
+        update = jax.nn.sigmoid(update - 1.0)  # biased towards keeping the old state
+        return update * cand + (1.0 - update) * deter
+
+
+def block_gru(
+    deter: int,
+    inputs: Sequence[int],
+    hidden: int,
+    blocks: int,
+    *,
+    norm: Norm = "rms",
+    act: Activation = "silu",
+    layers: int = 1,
+) -> Net:
+    """DreamerV3's block-diagonal GRU core as a pure `(init, apply)` pair.
+
+    The state and each input are embedded separately (Linear → norm → act, `hidden` wide); each of
+    `blocks` blocks then sees its `deter // blocks` slice of the state plus all embeddings, runs
+    `layers` block-diagonal hidden layers (normed over the full state) and emits its own reset,
+    candidate and update gates (update biased by -1). Blocks cut the GRU's weights by `blocks`x.
+
+    Args:
+      deter: recurrent state size, divisible by `blocks`.
+      inputs: sizes of the inputs, in the order they are concatenated after the state.
+      hidden: embedding width of each input.
+      blocks: number of diagonal blocks.
+      norm, act: normalisation and activation.
+      layers: block-diagonal hidden layers before the gates (DreamerV3: 1).
+
+    Returns:
+      `Net` whose apply maps `concat([h [..., deter], *inputs], -1) -> h' [..., deter]`.
+
+    Example:
+      >>> gru = block_gru(16, (3, 2), 8, 4)
+      >>> gru.apply(gru.init(jax.random.key(0)), jnp.zeros((5, 16 + 3 + 2))).shape
+      (5, 16)
+    """
+    for name, value in (("deter", deter), ("hidden", hidden), ("blocks", blocks)):
+        if value < 1:
+            raise ValueError(f"block_gru: {name} must be >= 1, got {value}")
+    if any(i < 1 for i in inputs):
+        raise ValueError(f"block_gru: inputs must be >= 1, got {tuple(inputs)}")
+    if deter % blocks:
+        raise ValueError(f"block_gru: deter ({deter}) must be divisible by blocks ({blocks})")
+    if layers < 0:
+        raise ValueError(f"block_gru: layers must be >= 0, got {layers}")
+    _check_norm_act("block_gru", norm, act)
+    return _pure(
+        lambda rngs: _BlockGRU(
+            deter, tuple(inputs), hidden, blocks, norm=norm, act=act, layers=layers, rngs=rngs
+        )
+    )

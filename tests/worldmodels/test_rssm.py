@@ -1,0 +1,337 @@
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.linalg
+
+from worldmodels import dists, rssm
+from worldmodels.nets import block_gru
+from worldmodels.rssm import RSSMConfig, kl_balance, make_rssm
+from worldmodels.sequence import imagine, observe_sequence
+
+# Tiny widths and one layer per MLP: XLA compile time on CPU grows with the number of layers.
+CFG = RSSMConfig(
+    deter=16,
+    hidden=8,
+    groups=3,
+    classes=4,
+    blocks=4,
+    units=8,
+    num_bins=21,
+    enc_layers=1,
+    dec_layers=1,
+    inv_layers=1,
+    img_layers=1,
+)
+INV_CFG = dataclasses.replace(CFG, objective="inverse_dynamics", absolute=True)
+OBS, ACT, T, B = 5, 2, 6, 4
+
+
+class Batch(NamedTuple):  # the fields of `agents.types.Transition` the loss reads
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array
+    terminated: jax.Array
+    done: jax.Array
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_rssm(CFG)
+
+
+@pytest.fixture(scope="module")
+def jitted(model):
+    """Each model function jitted once for the module (eager dispatch would dominate runtime)."""
+    return {
+        "observe": jax.jit(model.observe),
+        "imagine": jax.jit(model.imagine),
+        # ((loss, (metrics, post)), grads): one program for every loss test.
+        "grad": jax.jit(jax.value_and_grad(model.model_loss, has_aux=True)),
+    }
+
+
+@pytest.fixture(scope="module")
+def params(model):
+    p = jax.jit(model.init, static_argnums=(1, 2))(jax.random.key(0), OBS, ACT)
+    # A non-zero learned initial state, so resets are distinguishable from zeros.
+    return dict(p, initial=jnp.linspace(-1.0, 1.0, CFG.deter))
+
+
+def _batch(key):
+    """Sequences of a linear system (obs' = 0.9 obs + [a, 0..]; reward = obs'[0]), one reset."""
+    k = jax.random.split(key, 2)
+    actions = jnp.tanh(jax.random.normal(k[1], (T, B, ACT)))
+
+    def step(o, a):
+        o2 = 0.9 * o + jnp.pad(a, ((0, 0), (0, OBS - ACT)))
+        return o2, (o, o2)
+
+    _, (obs, next_obs) = jax.lax.scan(step, jax.random.normal(k[0], (B, OBS)), actions)
+    terminated = jnp.zeros((T, B), bool).at[2, 0].set(True)
+    done = terminated.at[4, 1].set(True)  # row 1 is truncated by a time limit
+    return Batch(obs, actions, next_obs[..., 0], next_obs, terminated, done)
+
+
+def _allclose(a, b, **kw):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, **{"rtol": 1e-5, "atol": 1e-5, **kw})
+
+
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        (dict(classes=1), "classes"),
+        (dict(groups=0), "groups"),
+        (dict(deter=30, blocks=4), "deter"),
+        (dict(unimix=1.0), "unimix"),
+        (dict(free_nats=-1.0), "free_nats"),
+        (dict(vmin=1.0, vmax=1.0), "vmin"),
+        (dict(norm="batch"), "norm"),
+        (dict(objective="pixels"), "objective"),
+        (dict(objective="inverse_dynamics"), "absolute"),
+        (dict(enc_layers=0), "enc_layers"),
+    ],
+)
+def test_bad_config_is_one_clear_error(bad, field):
+    with pytest.raises(ValueError, match=rf"RSSMConfig\.{field}"):
+        RSSMConfig(**bad)
+
+
+def test_presets_match_dreamerv3():
+    expected = {"size1m": (512, 64, 4, 64), "size12m": (2048, 256, 16, 256)}
+    expected |= {"size25m": (3072, 384, 24, 384), "size200m": (8192, 1024, 64, 1024)}
+    for name, sizes in expected.items():
+        cfg = getattr(RSSMConfig, name)()
+        assert (cfg.deter, cfg.hidden, cfg.classes, cfg.units) == sizes
+        assert (cfg.groups, cfg.blocks) == (32, 8)
+    assert RSSMConfig() == RSSMConfig.size1m()
+    assert RSSMConfig.size12m(unimix=0.0).unimix == 0.0
+
+
+def test_shapes_dtypes_under_jit(model, params, jitted):
+    batch, key = _batch(jax.random.key(1)), jax.random.key(2)
+    latent = jax.jit(model.initial, static_argnums=1)(params, B)
+    assert latent.deter.shape == (B, CFG.deter) and latent.stoch.shape == (B, 3, 4)
+    obs, act, first = batch.obs[0], batch.action[0], jnp.ones(B, bool)
+    latent, out = jitted["observe"](params, latent, act, obs, first, key)
+    assert out["logits"].shape == (B, 3, 4)
+    nxt, out = jitted["imagine"](params, latent, act, key)
+    assert model.feat(nxt).shape == (B, model.feat_size) and model.feat_size == 16 + 12
+    assert out["reward"].shape == (B,) and out["cont"].shape == (B,)
+    assert jax.eval_shape(model.decode, params, nxt).shape == (B, OBS)
+    (loss, (metrics, post)), _ = jitted["grad"](params, batch, key)
+    assert loss.shape == () and post.deter.shape == (T, B, CFG.deter)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves((loss, metrics, post)))
+    assert {"loss/dyn", "loss/rep", "loss/reward", "loss/cont", "loss/decoder"} <= set(metrics)
+    with pytest.raises(ValueError, match=r"action must have shape \[\.\.\., 2\]"):
+        model.imagine(params, latent, jnp.zeros((B, 3)), key)
+    with pytest.raises(ValueError, match="inverse_dynamics"):
+        model.inverse(params, latent.stoch, latent.stoch)
+
+
+def test_observe_sequence_equals_python_loop(model, params, jitted):
+    batch, key = _batch(jax.random.key(3)), jax.random.key(4)
+    first = jnp.zeros((T, B), bool).at[0].set(True).at[3, 1].set(True)
+    start = model.initial(params, B)
+    latents, outs = jax.jit(observe_sequence, static_argnums=0)(
+        model, params, start, batch.action, batch.obs, first, key
+    )
+    latent, ref = start, []
+    for t, k in enumerate(jax.random.split(key, T)):
+        latent, _ = jitted["observe"](params, latent, batch.action[t], batch.obs[t], first[t], k)
+        ref.append(latent)
+    _allclose(latents, jax.tree.map(lambda *xs: jnp.stack(xs), *ref))
+    assert outs["logits"].shape == (T, B, 3, 4)
+
+
+def test_is_first_resets_to_learned_initial_state(model, params, jitted, key):
+    init = model.initial(params, B)
+    np.testing.assert_allclose(init.deter[0], jnp.tanh(params["initial"]), rtol=1e-6)
+    k = jax.random.split(key, 3)
+    junk = rssm.RSSMState(
+        jax.random.normal(k[0], (B, 16)), jax.nn.one_hot(jnp.ones((B, 3), int), 4)
+    )
+    act, obs = jax.random.normal(k[1], (B, ACT)), jnp.ones((B, OBS))
+    first = jnp.array([True, False, True, False])
+    observe, never = jitted["observe"], jnp.zeros(B, bool)
+    got, _ = observe(params, junk, act, obs, first, k[2])
+    fresh, _ = observe(params, init, jnp.zeros_like(act), obs, never, k[2])
+    kept, _ = observe(params, junk, act, obs, never, k[2])
+    _allclose(jax.tree.map(lambda x: x[first], got), jax.tree.map(lambda x: x[first], fresh))
+    _allclose(jax.tree.map(lambda x: x[~first], got), jax.tree.map(lambda x: x[~first], kept))
+
+
+def test_loss_forgets_everything_before_a_done(params, jitted, key):
+    batch = _batch(jax.random.key(5))  # row 0 has done at t=2: steps 3.. start a new episode
+    changed = batch._replace(
+        obs=batch.obs.at[:3, 0].add(3.0), action=batch.action.at[:3, 0].multiply(-1.0)
+    )
+    (_, (_, post)), _ = jitted["grad"](params, batch, key)
+    (_, (_, post2)), _ = jitted["grad"](params, changed, key)
+    _allclose(jax.tree.map(lambda x: x[3:, 0], post), jax.tree.map(lambda x: x[3:, 0], post2))
+    assert not np.allclose(post.deter[:3, 0], post2.deter[:3, 0])
+
+
+def test_unimix_mixes_exactly_one_percent_uniform(key):
+    logits = jax.random.normal(key, (5, 4)) * 3.0
+    probs = jnp.exp(dists.unimix_logits(logits, 0.01))
+    np.testing.assert_allclose(probs, 0.99 * jax.nn.softmax(logits) + 0.01 / 4, rtol=1e-6)
+    extreme = jnp.exp(dists.unimix_logits(jnp.array([1e4, 0.0, 0.0, 0.0]), 0.01))
+    np.testing.assert_allclose(extreme, [0.99 + 0.0025, 0.0025, 0.0025, 0.0025], rtol=1e-5)
+
+
+def test_straight_through_forward_is_one_hot_backward_is_probs(key):
+    logits = dists.unimix_logits(jax.random.normal(key, (3, 5)), 0.01)
+    sample = dists.categorical_sample_st(logits, jax.random.key(1))
+    assert set(np.unique(np.asarray(sample))) <= {0.0, 1.0}
+    np.testing.assert_array_equal(sample.sum(-1), 1.0)
+    w = jax.random.normal(jax.random.key(2), (3, 5))
+    grad_st = jax.grad(lambda x: jnp.sum(w * dists.categorical_sample_st(x, jax.random.key(1))))
+    grad_probs = jax.grad(lambda x: jnp.sum(w * jax.nn.softmax(x)))
+    np.testing.assert_allclose(grad_st(logits), grad_probs(logits), rtol=1e-5, atol=1e-7)
+    mode = dists.categorical_mode_st(logits)
+    np.testing.assert_array_equal(mode, jax.nn.one_hot(jnp.argmax(logits, -1), 5))
+    many = dists.categorical_sample_st(jnp.broadcast_to(logits[0], (4000, 5)), key)
+    np.testing.assert_allclose(many.mean(0), jnp.exp(logits[0]), atol=0.03)
+
+
+def test_kl_balance_and_free_nats_by_hand():
+    post = jnp.array([[[2.0, 0.0, -1.0], [0.0, 0.0, 3.0]]])  # [1, groups=2, classes=3]
+    prior = jnp.array([[[0.0, 1.0, 0.0], [1.0, -2.0, 0.0]]])
+    mix = lambda x: 0.99 * np.exp(x) / np.exp(x).sum(-1, keepdims=True) + 0.01 / 3
+    p, q = mix(np.asarray(post)), mix(np.asarray(prior))
+    kl = float(np.sum(p * (np.log(p) - np.log(q))))  # summed over groups and classes
+    dyn, rep, dyn_raw, rep_raw = kl_balance(post, prior, 0.01, 0.0)
+    np.testing.assert_allclose([dyn[0], rep[0], dyn_raw[0]], [kl, kl, kl], rtol=1e-5)
+    dyn, rep, _, _ = kl_balance(post, prior, 0.01, kl + 0.5)  # under the free nats: clipped
+    np.testing.assert_allclose([dyn[0], rep[0]], [kl + 0.5, kl + 0.5], rtol=1e-6)
+    g_dyn = jax.grad(lambda a, b: kl_balance(a, b, 0.01, 0.0)[0].sum(), argnums=(0, 1))
+    g_rep = jax.grad(lambda a, b: kl_balance(a, b, 0.01, 0.0)[1].sum(), argnums=(0, 1))
+    g_free = jax.grad(lambda a, b: kl_balance(a, b, 0.01, kl + 0.5)[0].sum(), argnums=(0, 1))
+    assert np.all(g_dyn(post, prior)[0] == 0) and np.any(g_dyn(post, prior)[1] != 0)
+    assert np.any(g_rep(post, prior)[0] != 0) and np.all(g_rep(post, prior)[1] == 0)
+    assert all(np.all(g == 0) for g in g_free(post, prior))
+    logit = jnp.array([0.3, -2.0])
+    np.testing.assert_allclose(
+        dists.bernoulli_log_prob(logit, jnp.array([1.0, 0.0])),
+        [np.log(1 / (1 + np.exp(-0.3))), np.log(1 - 1 / (1 + np.exp(2.0)))],
+        rtol=1e-6,
+    )
+
+
+def test_two_hot_reward_layout_round_trips_and_head_starts_at_zero(model, params):
+    x = jnp.array([-1e5, -3.0, 0.0, 0.5, 700.0, 1e6])
+    enc = dists.two_hot(x, 255, -20.0, 20.0)
+    decoded = dists.two_hot_inv(jnp.log(enc), 255, -20.0, 20.0)
+    np.testing.assert_allclose(decoded, x, rtol=1e-4, atol=1e-5)
+    assert np.allclose(model.reward(params, model.initial(params, 2)), 0.0, atol=1e-5)
+
+
+def test_block_gru_matches_dense_block_diagonal_reference(key):
+    deter, hidden, blocks = 8, 4, 2
+    gru = block_gru(deter, (3,), hidden, blocks, norm="rms", layers=0)
+    params = gru.init(key)
+    x = jax.random.normal(jax.random.key(1), (5, deter + 3))
+    p, xn = jax.tree.map(np.asarray, params), np.asarray(x)
+    kernel = p["gates"]["kernel"]  # [blocks, in / blocks, 3 * deter / blocks]
+    assert kernel.shape == (blocks, (deter + blocks * 2 * hidden) // blocks, 3 * deter // blocks)
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))
+    rms = lambda v: v / np.sqrt(np.mean(v**2, -1, keepdims=True) + 1e-4)  # nets' eps
+
+    def embed(i, v):  # Linear -> RMSNorm -> SiLU
+        v = (
+            rms(v @ p["embeds"][i]["kernel"] + p["embeds"][i]["bias"])
+            * p["embed_norms"][i]["scale"]
+        )
+        return v * sigmoid(v)
+
+    emb = [embed("0", xn[:, :deter]), embed("1", xn[:, deter:])]
+    h = xn[:, :deter]
+    rows = [np.concatenate([h[:, 4 * g : 4 * g + 4], *emb], -1) for g in range(blocks)]
+    gates = np.concatenate(rows, -1) @ scipy.linalg.block_diag(*kernel) + p["gates"]["bias"]
+    r, c, u = (gates.reshape(5, blocks, 3, 4)[:, :, i].reshape(5, deter) for i in range(3))
+    u = sigmoid(u - 1.0)
+    ref = u * np.tanh(sigmoid(r) * c) + (1 - u) * h
+    np.testing.assert_allclose(gru.apply(params, x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_imagine_is_deterministic_per_key(model, params):
+    start = model.initial(params, B)
+    policy = lambda latent, k: jnp.tanh(jax.random.normal(k, (B, ACT)) + latent.deter[:, :ACT])
+    run = jax.jit(imagine, static_argnums=(0, 3, 4))
+    a = run(model, params, start, policy, 5, jax.random.key(1))
+    b = run(model, params, start, policy, 5, jax.random.key(1))
+    c = run(model, params, start, policy, 5, jax.random.key(2))
+    _allclose(a, b, rtol=0, atol=0)
+    assert a[0].deter.shape == (5, B, CFG.deter) and a[1].shape == (5, B, ACT)
+    assert not np.allclose(a[1], c[1]) and not np.allclose(a[0].stoch, c[0].stoch)
+
+
+def test_jit_equals_nojit(model, params, jitted):
+    batch, key = _batch(jax.random.key(6)), jax.random.key(7)
+    latent, act, obs = model.initial(params, B), batch.action[0], batch.obs[0]
+    first = jnp.array([True, False, True, False])
+    post = model.observe(params, latent, act, obs, first, key)
+    _allclose(post, jitted["observe"](params, latent, act, obs, first, key))
+    prior = model.imagine(params, post[0], act, key)
+    _allclose(prior, jitted["imagine"](params, post[0], act, key))
+
+
+def test_no_recompile_and_finite_gradients(params, jitted, count_compiles):
+    batch, key = _batch(jax.random.key(6)), jax.random.key(7)
+    (loss, _), grads = jitted["grad"](params, batch, key)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    assert np.any(grads["initial"] != 0)  # resets train the learned initial state
+    batch2, key2 = _batch(jax.random.key(8)), jax.random.key(9)
+    with count_compiles() as events:
+        (other, _), _ = jitted["grad"](params, batch2, key2)
+        other.block_until_ready()
+    assert events == [] and other != loss
+
+
+def _train(grad_fn, params, batch, key, steps=60):
+    """Adam on one fixed batch; returns the loss and metrics before each step."""
+    opt = optax.adam(3e-3)
+    apply = jax.jit(
+        lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*opt.update(g, s))
+    )
+    state, curve = opt.init(params), []
+    for _ in range(steps):
+        (loss, aux), grads = grad_fn(params, batch, key)
+        metrics = aux[0] if isinstance(aux, tuple) else aux
+        params, state = apply(params, state, grads)
+        curve.append((float(loss), metrics))
+    return curve
+
+
+def test_decoder_variant_trains_on_a_fixed_batch(params, jitted):
+    curve = _train(jitted["grad"], params, _batch(jax.random.key(10)), jax.random.key(11))
+    (first, m0), (last, m1) = curve[0], curve[-1]
+    assert last < 0.7 * first and m1["loss/decoder"] < 0.7 * m0["loss/decoder"]
+    assert m1["loss/reward"] < m0["loss/reward"]
+
+
+def test_inverse_dynamics_variant_trains_on_a_fixed_batch():
+    model = make_rssm(INV_CFG)
+    params = jax.jit(model.init, static_argnums=(1, 2))(jax.random.key(0), OBS, ACT)
+    assert "decoder" not in params and "inverse" in params
+    batch, key = _batch(jax.random.key(10)), jax.random.key(11)
+
+    @jax.jit
+    def grad_fn(params, batch, key):
+        (loss, metrics), grads = jax.value_and_grad(model.loss, has_aux=True)(params, batch, key)
+        head = jax.grad(lambda p: model.loss(p, batch, key)[1]["loss/inverse"])(params)
+        return (loss, dict(metrics, head_to_post=head["post"]["out"]["kernel"])), grads
+
+    curve = _train(grad_fn, params, batch, key)
+    (first, m0), (last, m1) = curve[0], curve[-1]
+    assert last < 0.7 * first and m1["loss/inverse"] < 0.7 * m0["loss/inverse"]
+    assert m1["loss/reward"] < m0["loss/reward"]
+    # The head that replaces reconstruction also shapes the representation (the posterior).
+    assert np.any(m0["head_to_post"] != 0)

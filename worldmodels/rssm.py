@@ -1,0 +1,346 @@
+"""DreamerV3's recurrent state-space model (RSSM) world model as pure functions.
+
+Latent state: a deterministic `deter` vector from a block-diagonal GRU and a stochastic state of
+`groups` categoricals with `classes` classes each (one-hot samples with 1% uniform mix and
+straight-through gradients). The posterior (`observe`) conditions on an observation embedding, the
+prior (`imagine`) on `deter` alone. Heads read `feat = concat(deter, stoch)`: reward (two-hot over
+symlog bins), continue (Bernoulli), and either an observation decoder (symlog MSE) or, in the
+decoder-free variant, an inverse-dynamics head that predicts `a_t` from `(z_t, z_{t+1})`. The loss
+adds KL balancing (dynamics 0.5, representation 0.1, each clipped below at 1 free nat).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> model = make_rssm(RSSMConfig(deter=32, hidden=16, groups=4, classes=4, units=16, blocks=4))
+  >>> params = model.init(jax.random.key(0), obs_size=5, action_size=2)
+  >>> latent = model.initial(params, 8)
+  >>> latent, _ = model.observe(params, latent, jnp.zeros((8, 2)), jnp.zeros((8, 5)),
+  ...                           jnp.ones(8, bool), jax.random.key(1))
+  >>> latent, out = model.imagine(params, latent, jnp.zeros((8, 2)), jax.random.key(2))
+  >>> model.feat(latent).shape, out["reward"].shape
+  ((8, 48), (8,))
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from worldmodels import dists
+from worldmodels.nets import block_gru, norm_mlp
+from worldmodels.rssm_config import RSSMConfig
+
+__all__ = ["RSSMConfig", "RSSMModel", "RSSMState", "kl_balance", "make_rssm"]
+
+sg = jax.lax.stop_gradient
+
+
+@struct.dataclass
+class RSSMState:
+    """The RSSM latent for any leading batch axes `[...]`.
+
+    Attributes:
+      deter: `[..., deter]` the GRU state.
+      stoch: `[..., groups, classes]` one-hot samples (straight-through gradients).
+    """
+
+    deter: jax.Array
+    stoch: jax.Array
+
+
+class RSSMModel(NamedTuple):
+    """The RSSM: the `WorldModel` functions plus the named parts an agent needs.
+
+    `init/initial/observe/imagine/loss` follow `worldmodels.types.WorldModel`; latents are
+    `RSSMState`s with leading `[B]`. The rest work on any leading axes `[...]`:
+      feat(latent) -> [..., feat_size]: `concat(deter, stoch)`, the actor/critic input
+      encode(params, obs [..., O]) -> tokens [..., units]
+      core(params, latent, action [..., A]) -> deter [..., deter]: the GRU step
+      prior_logits(params, deter) -> [..., groups, classes] (before unimix)
+      post_logits(params, deter, tokens) -> [..., groups, classes] (before unimix)
+      reward(params, latent) -> [...];  cont(params, latent) -> [...] probability of continuing
+      decode(params, latent) -> [..., O] symlog-space reconstruction (decoder variant only)
+      inverse(params, z, z_next) -> [..., A] predicted action (inverse-dynamics variant only)
+      model_loss(params, batch, key) -> (loss, (metrics, post)): `post` the posterior latents
+        `[T, B, ...]` after each transition, the agent's imagination starts
+      feat_size: `deter + groups * classes`.
+    """
+
+    init: Any
+    initial: Any
+    observe: Any
+    imagine: Any
+    loss: Any
+    model_loss: Any
+    feat: Any
+    encode: Any
+    core: Any
+    prior_logits: Any
+    post_logits: Any
+    reward: Any
+    cont: Any
+    decode: Any
+    inverse: Any
+    feat_size: int
+    config: RSSMConfig
+
+
+def _where(mask: jax.Array, a, b):
+    """`where(mask, a, b)` over pytrees whose leaves extend `mask [...]` by trailing axes."""
+
+    def pick(x, y):
+        m = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+        return jnp.where(m, x, y)
+
+    return jax.tree.map(pick, a, b)
+
+
+def _check_last(x: jax.Array, expected: int, what: str) -> None:
+    if x.shape[-1] != expected:
+        raise ValueError(f"RSSM: {what} must have shape [..., {expected}], got {x.shape}")
+
+
+def kl_balance(
+    post_logits: jax.Array, prior_logits: jax.Array, unimix: float, free_nats: float
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """DreamerV3's KL balancing terms between posterior and prior latents.
+
+    Both distributions get `unimix` first. `dyn = KL(sg(post) || prior)` trains the prior towards
+    the posterior, `rep = KL(post || sg(prior))` regularises the posterior; each is summed over
+    the groups, then clipped below at `free_nats` (no gradient while under it).
+
+    Args:
+      post_logits, prior_logits: `[..., groups, classes]`.
+      unimix: uniform mix in `[0, 1)`.
+      free_nats: the clipping floor.
+
+    Returns:
+      `(dyn, rep, dyn_raw, rep_raw)`, each `[...]`: clipped terms and the raw KLs.
+    """
+    post = dists.unimix_logits(post_logits, unimix)
+    prior = dists.unimix_logits(prior_logits, unimix)
+    dyn = dists.categorical_kl(sg(post), prior).sum(-1)
+    rep = dists.categorical_kl(post, sg(prior)).sum(-1)
+    return jnp.maximum(dyn, free_nats), jnp.maximum(rep, free_nats), dyn, rep
+
+
+def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (frozen)
+    """Build the RSSM functions for `cfg` (observation and action sizes are given to `init`)."""
+    c = cfg
+    stoch_size, feat_size = c.groups * c.classes, c.deter + c.groups * c.classes
+    bins = dict(num_bins=c.num_bins, vmin=c.vmin, vmax=c.vmax)
+    use_decoder = c.objective == "decoder"
+
+    @functools.cache  # builds the NNX graphs once per (obs, action) size, at trace time
+    def nets(obs_size: int, action_size: int) -> dict:
+        mk = functools.partial(norm_mlp, norm=c.norm, act=c.act)
+        post_in = c.units if c.absolute else c.deter + c.units
+        built = {
+            "encoder": mk(obs_size, (c.units,) * c.enc_layers, None),
+            "core": block_gru(
+                c.deter,
+                (stoch_size, action_size),
+                c.hidden,
+                c.blocks,
+                norm=c.norm,
+                act=c.act,
+                layers=c.dyn_layers,
+            ),
+            "post": mk(post_in, (c.hidden,) * c.obs_layers, stoch_size),
+            "prior": mk(c.deter, (c.hidden,) * c.img_layers, stoch_size),
+            "reward": mk(feat_size, (c.units,) * c.reward_layers, c.num_bins, out_scale=0.0),
+            "cont": mk(feat_size, (c.units,) * c.cont_layers, 1),
+        }
+        if use_decoder:
+            built["decoder"] = mk(feat_size, (c.units,) * c.dec_layers, obs_size)
+        else:
+            built["inverse"] = mk(2 * stoch_size, (c.units,) * c.inv_layers, action_size)
+        return built
+
+    def sizes(params: dict) -> tuple[int, int]:
+        """(obs_size, action_size), read from parameter shapes (static under jit)."""
+        embeds = params["core"]["embeds"]
+        return params["encoder"]["layers"]["0"]["kernel"].shape[0], embeds["2"]["kernel"].shape[0]
+
+    def apply(params: dict, name: str, x: jax.Array) -> jax.Array:
+        return nets(*sizes(params))[name].apply(params[name], x)
+
+    def init(key: jax.Array, obs_size: int, action_size: int) -> dict:
+        if obs_size < 1 or action_size < 1:
+            raise ValueError(
+                f"obs_size and action_size must be >= 1, got {obs_size}, {action_size}"
+            )
+        built = nets(obs_size, action_size)
+        keys = jax.random.split(key, len(built))
+        params = {name: net.init(k) for (name, net), k in zip(built.items(), keys, strict=True)}
+        params["initial"] = jnp.zeros((c.deter,))  # learned initial deter, through tanh
+        return params
+
+    def feat(latent: RSSMState) -> jax.Array:
+        stoch = latent.stoch.reshape(*latent.stoch.shape[:-2], stoch_size)
+        return jnp.concatenate([latent.deter, stoch], axis=-1)
+
+    def encode(params, obs):
+        _check_last(obs, sizes(params)[0], "observation")
+        return apply(params, "encoder", dists.symlog(obs))
+
+    def group(x):
+        return x.reshape(*x.shape[:-1], c.groups, c.classes)
+
+    def prior_logits(params, deter):
+        return group(apply(params, "prior", deter))
+
+    def post_logits(params, deter, tokens):
+        x = tokens if c.absolute else jnp.concatenate([deter, tokens], axis=-1)
+        return group(apply(params, "post", x))
+
+    def sample(logits, key):
+        return dists.categorical_sample_st(dists.unimix_logits(logits, c.unimix), key)
+
+    def core(params, latent, action):
+        _check_last(action, sizes(params)[1], "action")
+        action = action / sg(jnp.maximum(1.0, jnp.abs(action)))  # DreamerV3's action clip
+        stoch = latent.stoch.reshape(*latent.stoch.shape[:-2], stoch_size)
+        return apply(params, "core", jnp.concatenate([latent.deter, stoch, action], axis=-1))
+
+    def initial_state(params, shape: tuple[int, ...]) -> RSSMState:
+        deter = jnp.tanh(params["initial"])
+        stoch = dists.categorical_mode_st(prior_logits(params, deter))
+        return RSSMState(
+            deter=jnp.broadcast_to(deter, (*shape, c.deter)),
+            stoch=jnp.broadcast_to(stoch, (*shape, c.groups, c.classes)),
+        )
+
+    def initial(params, batch_size: int) -> RSSMState:
+        return initial_state(params, (batch_size,))
+
+    def observe(params, latent, action, obs, is_first, key):
+        start = initial_state(params, is_first.shape)
+        latent = _where(is_first, start, latent)
+        action = _where(is_first, jnp.zeros_like(action), action)
+        deter = core(params, latent, action)
+        logits = post_logits(params, deter, encode(params, obs))
+        return RSSMState(deter, sample(logits, key)), {"logits": logits}
+
+    def reward(params, latent):
+        return dists.two_hot_inv(apply(params, "reward", feat(latent)), **bins)
+
+    def cont(params, latent):
+        return jax.nn.sigmoid(apply(params, "cont", feat(latent))[..., 0])
+
+    def imagine(params, latent, action, key):
+        deter = core(params, latent, action)
+        logits = prior_logits(params, deter)
+        latent = RSSMState(deter, sample(logits, key))
+        out = {"reward": reward(params, latent), "cont": cont(params, latent), "logits": logits}
+        return latent, out
+
+    def decode(params, latent):
+        if not use_decoder:
+            raise ValueError("RSSM: decode needs RSSMConfig.objective='decoder'")
+        return apply(params, "decoder", feat(latent))
+
+    def inverse(params, z, z_next):
+        if use_decoder:
+            raise ValueError("RSSM: inverse needs RSSMConfig.objective='inverse_dynamics'")
+        flat = lambda s: s.reshape(*s.shape[:-2], stoch_size)
+        return jnp.tanh(apply(params, "inverse", jnp.concatenate([flat(z), flat(z_next)], -1)))
+
+    def reset_states(params, tokens, key) -> RSSMState:
+        """Posteriors `[T, B]` of each observation as the first of an episode (as `observe`)."""
+        start = initial_state(params, ())
+        deter = core(params, start, jnp.zeros((sizes(params)[1],)))  # the same for every reset
+        deter = jnp.broadcast_to(deter, (*tokens.shape[:-1], c.deter))
+        return RSSMState(deter, sample(post_logits(params, deter, tokens), key))
+
+    def posterior_sequence(params, batch, key):
+        """Posterior after each transition, `(z_t [T, B, G, C], post [T, B], logits)`."""
+        k_reset, k_scan = jax.random.split(key)
+        horizon = batch.action.shape[0]
+        resets = reset_states(params, encode(params, batch.obs), k_reset)
+        first = jnp.concatenate([jnp.ones_like(batch.done[:1]), batch.done[:-1]], axis=0)
+        tokens = encode(params, batch.next_obs)
+
+        def step(prev, inputs):
+            reset, is_first, action, token, step_key = inputs
+            prev = _where(is_first, reset, prev)
+            deter = core(params, prev, action)
+            logits = post_logits(params, deter, token)
+            post = RSSMState(deter, sample(logits, step_key))
+            return post, (prev.stoch, post, logits)
+
+        carry = jax.tree.map(lambda x: x[0], resets)  # replaced at t=0, where is_first holds
+        inputs = (resets, first, batch.action, tokens, jax.random.split(k_scan, horizon))
+        _, outs = jax.lax.scan(step, carry, inputs)
+        return outs
+
+    def model_loss(params, batch, key):
+        """World-model loss on a `[T, B]` sequence batch.
+
+        Args:
+          params: model parameters.
+          batch: fields `obs [T, B, O]`, `action [T, B, A]`, `reward [T, B]`,
+            `next_obs [T, B, O]`, `terminated [T, B]`, `done [T, B]` (e.g.
+            `agents.types.Transition`). Step `t` starts an episode at `t = 0` and after `done`.
+          key: PRNG key.
+
+        Returns:
+          `(loss, (metrics, post))`; `post` is the posterior `RSSMState` `[T, B, ...]` after
+          each transition (of `next_obs`).
+        """
+        z_prev, post, logits = posterior_sequence(params, batch, key)
+        prior = prior_logits(params, post.deter)
+        dyn, rep, dyn_raw, rep_raw = kl_balance(logits, prior, c.unimix, c.free_nats)
+        f = feat(post)
+        reward_ce = dists.soft_ce(apply(params, "reward", f), batch.reward, **bins)
+        alive = 1.0 - batch.terminated.astype(f.dtype)
+        cont_nll = -dists.bernoulli_log_prob(apply(params, "cont", f)[..., 0], alive)
+        if use_decoder:
+            rec = dists.symlog_mse(decode(params, post), batch.next_obs)
+        else:
+            rec = jnp.sum((inverse(params, z_prev, post.stoch) - batch.action) ** 2, axis=-1)
+        total = jnp.mean(
+            c.dyn_scale * dyn
+            + c.rep_scale * rep
+            + c.rec_scale * rec
+            + c.reward_scale * reward_ce
+            + c.cont_scale * cont_nll
+        )
+        metrics = {
+            "loss/model": total,
+            "loss/dyn": dyn_raw.mean(),
+            "loss/rep": rep_raw.mean(),
+            "loss/reward": reward_ce.mean(),
+            "loss/cont": cont_nll.mean(),
+            "loss/decoder" if use_decoder else "loss/inverse": rec.mean(),
+            "ent/post": dists.categorical_entropy(logits).sum(-1).mean(),
+            "ent/prior": dists.categorical_entropy(prior).sum(-1).mean(),
+        }
+        return total, (metrics, post)
+
+    def loss(params, batch, key):
+        total, (metrics, _) = model_loss(params, batch, key)
+        return total, metrics
+
+    return RSSMModel(
+        init=init,
+        initial=initial,
+        observe=observe,
+        imagine=imagine,
+        loss=loss,
+        model_loss=model_loss,
+        feat=feat,
+        encode=encode,
+        core=core,
+        prior_logits=prior_logits,
+        post_logits=post_logits,
+        reward=reward,
+        cont=cont,
+        decode=decode,
+        inverse=inverse,
+        feat_size=feat_size,
+        config=cfg,
+    )

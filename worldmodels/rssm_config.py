@@ -1,0 +1,190 @@
+"""`RSSMConfig`: the RSSM's sizes and loss weights, validated, with DreamerV3's size presets.
+
+The presets copy the `size*` blocks of DreamerV3's `configs.yaml` (danijar/dreamerv3): each sets
+`rssm.{deter, hidden, classes}` and the MLP width `units`; everything else keeps DreamerV3's
+defaults (32 stochastic groups, 8 GRU blocks, RMSNorm, SiLU, encoder and decoder 3 layers, reward
+and continue heads 1 layer, prior 2 layers, posterior 1 layer, 1 block-diagonal hidden layer).
+The CNN `depth` of those presets has no counterpart here: observations are vectors.
+
+Example:
+  >>> cfg = RSSMConfig.size12m(objective="inverse_dynamics", absolute=True)
+  >>> cfg.deter, cfg.hidden, cfg.groups, cfg.classes, cfg.units
+  (2048, 256, 32, 16, 256)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+# name: (deter, hidden, classes, units), from DreamerV3's configs.yaml.
+_PRESETS = {
+    "size1m": (512, 64, 4, 64),
+    "size12m": (2048, 256, 16, 256),
+    "size25m": (3072, 384, 24, 384),
+    "size50m": (4096, 512, 32, 512),
+    "size100m": (6144, 768, 48, 768),
+    "size200m": (8192, 1024, 64, 1024),
+    "size400m": (12288, 1536, 96, 1536),
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RSSMConfig:
+    """RSSM model and loss hyper-parameters; defaults are DreamerV3's `size1m` (its proprio preset).
+
+    Attributes:
+      deter: GRU state size (divisible by `blocks`).
+      hidden: width of the GRU's input embeddings and of the prior/posterior layers.
+      groups: number of categorical latents (DreamerV3's `stoch`).
+      classes: classes per categorical.
+      blocks: diagonal blocks of the GRU.
+      units: width of the encoder, decoder and head MLPs; also the observation embedding size.
+      enc_layers, dec_layers, reward_layers, cont_layers, inv_layers: MLP depths.
+      img_layers: prior MLP depth; obs_layers: posterior MLP depth; dyn_layers: block-diagonal
+        hidden layers inside the GRU.
+      norm: `"rms"` or `"layer"`; act: hidden activation.
+      unimix: uniform mix of the latent categoricals.
+      free_nats: each KL term is clipped below at this many nats (no gradient under it).
+      dyn_scale, rep_scale: KL balancing weights (`KL(sg(post)||prior)`, `KL(post||sg(prior))`).
+      rec_scale: weight of the decoder (or inverse-dynamics) loss.
+      reward_scale, cont_scale: weights of the reward and continue losses.
+      num_bins, vmin, vmax: reward two-hot layout in symlog space.
+      objective: `"decoder"` (reconstruct observations) or `"inverse_dynamics"` (predict `a_t`
+        from `(z_t, z_{t+1})`), the one switch between the two variants.
+      absolute: the posterior sees only the observation embedding, not `deter` (DreamerV3's
+        `absolute`). Required by `"inverse_dynamics"`: `deter_{t+1}` is computed from `a_t`, so a
+        posterior that sees it could hand `a_t` to the inverse head without looking at `o_{t+1}`.
+    """
+
+    deter: int = 512
+    hidden: int = 64
+    groups: int = 32
+    classes: int = 4
+    blocks: int = 8
+    units: int = 64
+    enc_layers: int = 3
+    dec_layers: int = 3
+    reward_layers: int = 1
+    cont_layers: int = 1
+    inv_layers: int = 3
+    img_layers: int = 2
+    obs_layers: int = 1
+    dyn_layers: int = 1
+    norm: Literal["rms", "layer"] = "rms"
+    act: Literal["silu", "mish", "relu", "elu", "tanh"] = "silu"
+    unimix: float = 0.01
+    free_nats: float = 1.0
+    dyn_scale: float = 0.5
+    rep_scale: float = 0.1
+    rec_scale: float = 1.0
+    reward_scale: float = 1.0
+    cont_scale: float = 1.0
+    num_bins: int = 255
+    vmin: float = -20.0
+    vmax: float = 20.0
+    objective: Literal["decoder", "inverse_dynamics"] = "decoder"
+    absolute: bool = False
+
+    def __post_init__(self):
+        self._check_sizes()
+        if self.deter % self.blocks:
+            raise ValueError(
+                f"RSSMConfig.deter ({self.deter}) must be divisible by blocks ({self.blocks})"
+            )
+        if self.norm not in ("rms", "layer"):
+            raise ValueError(f"RSSMConfig.norm must be 'rms' or 'layer', got {self.norm!r}")
+        if self.act not in ("silu", "mish", "relu", "elu", "tanh"):
+            raise ValueError(f"RSSMConfig.act must be a known activation, got {self.act!r}")
+        if not 0.0 <= self.unimix < 1.0:
+            raise ValueError(f"RSSMConfig.unimix must be in [0, 1), got {self.unimix}")
+        weights = ("free_nats", "dyn_scale", "rep_scale", "rec_scale", "reward_scale", "cont_scale")
+        for name in weights:
+            if getattr(self, name) < 0:
+                raise ValueError(f"RSSMConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.vmin < self.vmax:
+            raise ValueError(f"RSSMConfig.vmin ({self.vmin}) must be < vmax ({self.vmax})")
+        if self.objective not in ("decoder", "inverse_dynamics"):
+            raise ValueError(
+                f"RSSMConfig.objective must be 'decoder' or 'inverse_dynamics', "
+                f"got {self.objective!r}"
+            )
+        if self.objective == "inverse_dynamics" and not self.absolute:
+            raise ValueError(
+                "RSSMConfig.absolute must be True with objective='inverse_dynamics' (a posterior "
+                "that sees deter_{t+1}, computed from a_t, would leak a_t to the inverse head)"
+            )
+
+    def _check_sizes(self):
+        at_least = {
+            "deter": 1,
+            "hidden": 1,
+            "groups": 1,
+            "classes": 2,
+            "blocks": 1,
+            "units": 1,
+            "enc_layers": 1,
+            "num_bins": 2,
+            **{
+                name: 0
+                for name in (
+                    "dec_layers",
+                    "reward_layers",
+                    "cont_layers",
+                    "inv_layers",
+                    "img_layers",
+                    "obs_layers",
+                    "dyn_layers",
+                )
+            },
+        }
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"RSSMConfig.{name} must be an int >= {low}, got {value!r}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> RSSMConfig:
+        """DreamerV3's `name` preset (`size1m` ... `size400m`), with field overrides."""
+        if name not in _PRESETS:
+            raise ValueError(
+                f"RSSMConfig.preset: name must be one of {list(_PRESETS)}, got {name!r}"
+            )
+        deter, hidden, classes, units = _PRESETS[name]
+        sizes = dict(deter=deter, hidden=hidden, classes=classes, units=units)
+        return cls(**(sizes | overrides))
+
+    @classmethod
+    def size1m(cls, **overrides) -> RSSMConfig:
+        """DreamerV3 `size1m`: deter 512, hidden 64, classes 4, units 64."""
+        return cls.preset("size1m", **overrides)
+
+    @classmethod
+    def size12m(cls, **overrides) -> RSSMConfig:
+        """DreamerV3 `size12m`: deter 2048, hidden 256, classes 16, units 256."""
+        return cls.preset("size12m", **overrides)
+
+    @classmethod
+    def size25m(cls, **overrides) -> RSSMConfig:
+        """DreamerV3 `size25m`: deter 3072, hidden 384, classes 24, units 384."""
+        return cls.preset("size25m", **overrides)
+
+    @classmethod
+    def size50m(cls, **overrides) -> RSSMConfig:
+        """DreamerV3 `size50m`: deter 4096, hidden 512, classes 32, units 512."""
+        return cls.preset("size50m", **overrides)
+
+    @classmethod
+    def size100m(cls, **overrides) -> RSSMConfig:
+        """DreamerV3 `size100m`: deter 6144, hidden 768, classes 48, units 768."""
+        return cls.preset("size100m", **overrides)
+
+    @classmethod
+    def size200m(cls, **overrides) -> RSSMConfig:
+        """DreamerV3 `size200m`: deter 8192, hidden 1024, classes 64, units 1024."""
+        return cls.preset("size200m", **overrides)
+
+    @classmethod
+    def size400m(cls, **overrides) -> RSSMConfig:
+        """DreamerV3 `size400m`: deter 12288, hidden 1536, classes 96, units 1536."""
+        return cls.preset("size400m", **overrides)
