@@ -115,12 +115,14 @@ def size(state: ReplayState) -> jax.Array:
     return state.rows * state.data.done.shape[1]
 
 
-def valid_starts(state: ReplayState, seq_len: int) -> jax.Array:
+def valid_starts(state: ReplayState, seq_len: int, cross_episodes: bool = False) -> jax.Array:
     """Which `(row, env)` can start a sequence of `seq_len` steps (see the module docstring).
 
     Args:
       state: the buffer, storage `[R, N, ...]`.
       seq_len: static sequence length, `1 <= seq_len <= R`.
+      cross_episodes: static; allow sequences that span episode ends (for recurrent models that
+        reset on `done`, e.g. Dreamer); they still never cross the write head.
 
     Returns:
       bool `[R, N]`.
@@ -130,6 +132,8 @@ def valid_starts(state: ReplayState, seq_len: int) -> jax.Array:
     oldest = jnp.where(state.rows < capacity, 0, state.head)
     age = (jnp.arange(capacity) - oldest) % capacity  # 0 for the oldest row
     in_order = age + seq_len <= state.rows  # [R]: ends at or before the newest row
+    if cross_episodes:
+        return jnp.broadcast_to(in_order[:, None], state.data.done.shape[:2])
     # Dones among rows t .. t+seq_len-2 (around the ring), from a padded cumulative count.
     done = state.data.done.astype(jnp.int32)
     padded = jnp.concatenate([done, done[: seq_len - 1]], axis=0)  # [R + L - 1, N]
@@ -138,13 +142,13 @@ def valid_starts(state: ReplayState, seq_len: int) -> jax.Array:
     return in_order[:, None] & (dones_inside == 0)
 
 
-def can_sample(state: ReplayState, seq_len: int) -> jax.Array:
+def can_sample(state: ReplayState, seq_len: int, cross_episodes: bool = False) -> jax.Array:
     """Whether at least one valid start exists, bool `[]`."""
-    return jnp.any(valid_starts(state, seq_len))
+    return jnp.any(valid_starts(state, seq_len, cross_episodes))
 
 
 def sample_sequences(
-    state: ReplayState, key: jax.Array, batch_size: int, seq_len: int
+    state: ReplayState, key: jax.Array, batch_size: int, seq_len: int, cross_episodes: bool = False
 ) -> Transition:
     """Samples sequences uniformly over valid starts, with replacement.
 
@@ -153,6 +157,7 @@ def sample_sequences(
       key: typed key, consumed.
       batch_size: static number of sequences `B >= 1`.
       seq_len: static length `L`, `1 <= L <= R`.
+      cross_episodes: static; see `valid_starts`.
 
     Returns:
       Transition with time-major leaves `[L, B, ...]`. Meaningless where `can_sample` is False.
@@ -163,7 +168,7 @@ def sample_sequences(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     capacity, num_envs = state.data.done.shape[:2]
-    flat_valid = valid_starts(state, seq_len).reshape(-1)  # index = row * N + env
+    flat_valid = valid_starts(state, seq_len, cross_episodes).reshape(-1)  # index = row * N + env
     counts = jnp.cumsum(flat_valid.astype(jnp.int32))
     pick = jax.random.randint(key, (batch_size,), 0, jnp.maximum(counts[-1], 1))
     # The (pick+1)-th valid start: the first index whose running count exceeds `pick`.

@@ -94,6 +94,16 @@ class TDMPC2Config:
         if not 0 < self.tau <= 1:
             raise ValueError(f"TDMPC2Config.tau must be in (0, 1], got {self.tau}")
 
+    @property
+    def sequence_length(self) -> int:
+        """Replay sequence length the update trains on: the planning horizon."""
+        return self.planner.horizon
+
+    @property
+    def sequences_cross_episodes(self) -> bool:
+        """TD-MPC2's latent rollout must stay within one episode."""
+        return False
+
     @classmethod
     def cpu(cls) -> TDMPC2Config:
         """The `wm train` default, scaled down from the official 5M config for a 2-core CPU.

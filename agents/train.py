@@ -91,12 +91,17 @@ class TrainConfig:
         for name in ("seed_steps", "updates_per_step"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-        seq = self.tdmpc2.planner.horizon
+        seq = self.agent_config.sequence_length
         if self.replay_capacity < self.num_envs * (seq + 1):
             raise ValueError(
                 f"TrainConfig.replay_capacity ({self.replay_capacity}) must hold at least "
                 f"horizon+1 ({seq + 1}) steps per env ({self.num_envs} envs)"
             )
+
+    @property
+    def agent_config(self):
+        """The selected agent's config (it provides `batch_size` and `sequence_length`)."""
+        return getattr(self, self.agent)
 
     @property
     def env_steps_per_agent_step(self) -> int:
@@ -148,7 +153,8 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
       agent: the `Agent`.
       eval_env: env over `cfg.eval_episodes` environments for evaluation (default: none).
     """
-    seq_len = cfg.tdmpc2.planner.horizon
+    seq_len = cfg.agent_config.sequence_length
+    cross = cfg.agent_config.sequences_cross_episodes
     n = spec.num_envs
 
     def init(key) -> TrainState:
@@ -195,11 +201,11 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
 
     def updates(agent_state, buffer, key):
         k_sample, k_update = jax.random.split(key)
-        u, b = cfg.updates_per_step, cfg.tdmpc2.batch_size
+        u, b = cfg.updates_per_step, cfg.agent_config.batch_size
 
         def run(state):
             # One sample call for all updates of this step: the validity mask is built once.
-            batches = replay.sample_sequences(buffer, k_sample, u * b, seq_len)
+            batches = replay.sample_sequences(buffer, k_sample, u * b, seq_len, cross)
             batches = jax.tree.map(
                 lambda x: jnp.moveaxis(x.reshape(seq_len, u, b, *x.shape[2:]), 1, 0), batches
             )
@@ -211,7 +217,7 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
             shapes = jax.eval_shape(run, state)[1]
             return state, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
 
-        return jax.lax.cond(replay.can_sample(buffer, seq_len), run, skip, agent_state)
+        return jax.lax.cond(replay.can_sample(buffer, seq_len, cross), run, skip, agent_state)
 
     def chunk(ts: TrainState, length: int, learn: bool):
         def body(ts, _):

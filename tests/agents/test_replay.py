@@ -208,3 +208,30 @@ def test_size_errors(key):
         add(state, example.replace(done=example.done.astype(jnp.int32)))
     with pytest.raises(ValueError, match="does not match"):
         add(state, example.replace(obs=jnp.zeros((NUM_ENVS, 4))))
+
+
+def test_cross_episodes_allows_done_inside_but_never_the_write_head():
+    """With cross_episodes, every in-order start is valid, dones inside or not."""
+    n, capacity, seq_len = 2, 16, 4
+    obs = jnp.zeros((n, 1))
+    tr = lambda t: Transition(  # noqa: E731
+        obs=obs + t,
+        action=jnp.zeros((n, 1)),
+        reward=jnp.zeros(n),
+        next_obs=obs + t + 1,
+        terminated=jnp.zeros(n, bool),
+        done=jnp.full((n,), t % 3 == 0),
+    )
+    state = init_replay(tr(0), capacity * n)
+    for t in range(10):
+        state = add(state, tr(t))
+    strict = valid_starts(state, seq_len)
+    crossing = valid_starts(state, seq_len, cross_episodes=True)
+    assert int(crossing.sum()) == (10 - seq_len + 1) * n  # every start whose end is written
+    assert int(strict.sum()) < int(crossing.sum())
+    assert bool(jnp.all(crossing | ~strict))  # a superset of the strict starts
+    batch = sample_sequences(state, jax.random.key(0), 64, seq_len, cross_episodes=True)
+    starts = np.asarray(batch.obs[0, :, 0])
+    assert starts.max() <= 10 - seq_len and np.all(
+        np.diff(np.asarray(batch.obs[:, :, 0]), axis=0) == 1
+    )
