@@ -23,6 +23,7 @@ import jax
 from tqdm import tqdm
 
 from agents.checkpoint import Checkpointer
+from agents.dreamer import make_dreamer
 from agents.envs import make_env
 from agents.metrics import MetricsLog
 from agents.tdmpc2 import make_tdmpc2
@@ -63,9 +64,12 @@ def build(cfg: TrainConfig):
     )
     env, spec = make_env(cfg.env, num_envs=cfg.num_envs, **kw)
     eval_env, _ = make_env(cfg.env, num_envs=cfg.eval_episodes, **kw)
-    if cfg.agent != "tdmpc2":
+    if cfg.agent == "tdmpc2":
+        agent = make_tdmpc2(cfg.tdmpc2, spec)
+    elif cfg.agent == "dreamer":
+        agent = make_dreamer(cfg.dreamer, spec)
+    else:
         raise ValueError(f"TrainConfig.agent: unknown agent {cfg.agent!r}")
-    agent = make_tdmpc2(cfg.tdmpc2, spec)
     return spec, agent, make_train(cfg, env, spec, agent, eval_env)
 
 

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from agents import replay
+from agents.dreamer import DreamerConfig
 from agents.envs import ENV_NAMES, step_transition
 from agents.tdmpc2 import TDMPC2Config
 from agents.types import Agent, EnvSpec
@@ -50,10 +51,11 @@ class TrainConfig:
       eval_episodes: evaluation episodes, run in parallel.
       checkpoint_every: env steps between checkpoints.
       tdmpc2: the TD-MPC2 agent's settings.
+      dreamer: the Dreamer agent's settings.
     """
 
     env: str = "inverted_pendulum"
-    agent: Literal["tdmpc2"] = "tdmpc2"
+    agent: Literal["tdmpc2", "dreamer"] = "tdmpc2"
     steps: int = 30_000
     num_envs: int = 4
     action_repeat: int = 2
@@ -68,6 +70,7 @@ class TrainConfig:
     eval_episodes: int = 4
     checkpoint_every: int = 5_000
     tdmpc2: TDMPC2Config = dataclasses.field(default_factory=TDMPC2Config.cpu)
+    dreamer: DreamerConfig = dataclasses.field(default_factory=DreamerConfig.cpu)
 
     def __post_init__(self):
         if self.env not in ENV_NAMES:

@@ -1,0 +1,415 @@
+"""Dreamer agent: learns the RSSM world model from replay and an actor-critic in its imagination.
+
+One `update` on a `[T, B]` replay batch (DreamerV3, Hafner et al. 2023):
+  1. world model: one optimiser step on `RSSMModel.model_loss`, which also gives the posterior
+     latents `[T, B]`, the starts of imagination (stop-gradient);
+  2. imagination: `H` prior steps from all `T * B` starts under the actor
+     (`worldmodels.sequence.imagine`), with the updated model;
+  3. lambda-returns of the predicted rewards, bootstrapped with the critic; the continue head
+     discounts them and weights every loss by `cumprod(discount * cont) / discount`;
+  4. actor: REINFORCE with advantages `(R - v) / max(1, P95 - P5)` (EMA of the return percentiles,
+     DreamerV3's `retnorm`) or, with `actor_grad="dynamics"`, the normalised returns maximised by
+     backpropagation through the model (Dreamer v1); both with an entropy bonus;
+  5. critic: two-hot cross-entropy towards the lambda-returns plus the same towards the slow
+     critic's value (the regulariser); the slow critic then follows by an EMA.
+
+Departures from DreamerV3, with reasons:
+  * Optimisers: `optax.adam` after `optax.clip_by_global_norm` (one chain per network: model,
+    actor, critic), not LaProp with adaptive gradient clipping, which optax does not ship in this
+    form; global-norm thresholds are DreamerV3's first release's (1000 model, 100 actor/critic).
+  * Replay context: no. DreamerV3 starts each training sequence from the posterior at the end of
+    the previous sequence of the same stream; our replay samples independent random sequences
+    (`agents.replay.sample_sequences`), so there is no "previous sequence" whose last latent could
+    be carried: every sequence starts from the learned initial state (`RSSMModel.model_loss`
+    resets at `t = 0`). Carrying context would need per-slot latents stored in replay and
+    refreshed with the model, which is not cheap; with `batch_length` 64 few steps lack context.
+  * Imagined continues are the continue head's probability (DreamerV3 takes its mode); the
+    start of each rollout uses the true `1 - terminated` as DreamerV3 does.
+  * No replay-value loss on the real trajectories (DreamerV3's `repval`, scale 0.3).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from agents.types import EnvSpec
+  >>> spec = EnvSpec(name="toy", obs_size=4, action_size=1, num_envs=2, episode_length=100,
+  ...                action_repeat=1)
+  >>> agent = make_dreamer(DreamerConfig.tiny(), spec)
+  >>> state = agent.init(jax.random.key(0), spec)
+  >>> carry = agent.initial_carry(state, 2)
+  >>> carry, action, _ = agent.act(state, carry, jnp.zeros((2, 4)), jnp.ones(2, bool),
+  ...                              jax.random.key(1), False)
+  >>> action.shape
+  (2, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from agents.types import Agent, EnvSpec
+from worldmodels import dists, sequence
+from worldmodels.nets import norm_mlp
+from worldmodels.rssm import RSSMState, make_rssm
+from worldmodels.rssm_config import RSSMConfig
+
+sg = jax.lax.stop_gradient
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DreamerConfig:
+    """Dreamer agent hyper-parameters; defaults are DreamerV3's (`size1m` model).
+
+    Attributes:
+      model: the RSSM world model.
+      horizon: imagination steps per start.
+      lam: lambda of the lambda-returns.
+      discount_horizon: the discount is `1 - 1 / discount_horizon` (DreamerV3: 333).
+      units, layers: width and hidden layers of the actor and critic MLPs on `model.feat`.
+      min_std, max_std: range of the actor's Gaussian std (mean is `tanh`ed, samples clipped).
+      actor_grad: `"reinforce"` (DreamerV3) or `"dynamics"` (backprop through the model, v1).
+      entropy: actor entropy bonus.
+      slow_rate: EMA rate of the slow critic per update.
+      slow_reg: weight of the critic's regulariser towards the slow critic.
+      retnorm_rate: EMA rate of the return percentiles; retnorm_low/high: the percentiles.
+      retnorm_limit: the return scale is `max(retnorm_limit, P_high - P_low)`.
+      model_lr, actor_lr, critic_lr: Adam learning rates.
+      model_grad_clip, ac_grad_clip: global-norm clip of model and actor/critic gradients.
+      batch_size, batch_length: replay sequences per update and their length.
+    """
+
+    model: RSSMConfig = dataclasses.field(default_factory=RSSMConfig.size1m)
+    horizon: int = 15
+    lam: float = 0.95
+    discount_horizon: float = 333.0
+    units: int = 64
+    layers: int = 3
+    min_std: float = 0.1
+    max_std: float = 1.0
+    actor_grad: Literal["reinforce", "dynamics"] = "reinforce"
+    entropy: float = 3e-4
+    slow_rate: float = 0.02
+    slow_reg: float = 1.0
+    retnorm_rate: float = 0.01
+    retnorm_low: float = 5.0
+    retnorm_high: float = 95.0
+    retnorm_limit: float = 1.0
+    model_lr: float = 4e-5
+    actor_lr: float = 4e-5
+    critic_lr: float = 4e-5
+    model_grad_clip: float = 1000.0
+    ac_grad_clip: float = 100.0
+    batch_size: int = 16
+    batch_length: int = 64
+
+    def __post_init__(self):
+        at_least = {"horizon": 1, "units": 1, "layers": 0, "batch_size": 1, "batch_length": 1}
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"DreamerConfig.{name} must be an int >= {low}, got {value!r}")
+        positive = ("model_lr", "actor_lr", "critic_lr", "model_grad_clip", "ac_grad_clip")
+        for name in (*positive, "min_std", "retnorm_limit"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"DreamerConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("entropy", "slow_reg"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"DreamerConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("slow_rate", "retnorm_rate"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(
+                    f"DreamerConfig.{name} must be in (0, 1], got {getattr(self, name)}"
+                )
+        if not 0 <= self.lam <= 1:
+            raise ValueError(f"DreamerConfig.lam must be in [0, 1], got {self.lam}")
+        if not self.discount_horizon >= 1:
+            raise ValueError(
+                f"DreamerConfig.discount_horizon must be >= 1, got {self.discount_horizon}"
+            )
+        if self.max_std < self.min_std:
+            raise ValueError(
+                f"DreamerConfig.max_std ({self.max_std}) must be >= min_std ({self.min_std})"
+            )
+        if not 0 <= self.retnorm_low < self.retnorm_high <= 100:
+            raise ValueError("DreamerConfig.retnorm_low/high: need 0 <= low < high <= 100")
+        if self.actor_grad not in ("reinforce", "dynamics"):
+            raise ValueError(
+                f"DreamerConfig.actor_grad must be 'reinforce' or 'dynamics', "
+                f"got {self.actor_grad!r}"
+            )
+
+    @property
+    def discount(self) -> float:
+        return 1.0 - 1.0 / self.discount_horizon
+
+    @property
+    def sequence_length(self) -> int:
+        """Replay sequence length the update trains on: `batch_length`."""
+        return self.batch_length
+
+    @property
+    def sequences_cross_episodes(self) -> bool:
+        """The RSSM resets its latent after every `done`, so sequences may span episodes."""
+        return True
+
+    @classmethod
+    def cpu(cls) -> DreamerConfig:
+        """The `wm train --agent dreamer` default, for a 2-core CPU.
+
+        Changed (DreamerV3 in brackets) and why: RSSM deter 256 [512] with 16 groups [32], batch
+        length 32 [64], lr 1e-4 [4e-5] for model, actor and critic: an update must cost tens of
+        milliseconds so that a few thousand fit in minutes of CPU time, and the few updates that
+        allows need a larger step. Everything else is DreamerV3's.
+        """
+        return cls(
+            model=RSSMConfig.size1m(deter=256, groups=16),
+            batch_length=32,
+            model_lr=1e-4,
+            actor_lr=1e-4,
+            critic_lr=1e-4,
+        )
+
+    @classmethod
+    def tiny(cls) -> DreamerConfig:
+        """A very small config for tests: optional RSSM layers removed (they cost compile time)."""
+        sizes = dict(deter=16, hidden=8, groups=4, classes=4, blocks=2, units=16, num_bins=21)
+        zero = ("dec", "img", "obs", "reward", "cont", "dyn")
+        model = RSSMConfig(**sizes, enc_layers=1, **{f"{name}_layers": 0 for name in zero})
+        return cls(model=model, horizon=4, units=16, layers=1, batch_size=4, batch_length=6)
+
+
+@struct.dataclass
+class DreamerCarry:
+    """Per-env acting state, carried across env steps on device.
+
+    Attributes:
+      latent: the RSSM posterior `RSSMState` `[N, ...]` after the last observation.
+      action: `[N, A]` the action taken from it (fed to the model with the next observation).
+    """
+
+    latent: RSSMState
+    action: jax.Array
+
+
+@struct.dataclass
+class DreamerState:
+    """Everything the agent learns or carries between updates.
+
+    Attributes:
+      params: `{"model", "actor", "critic"}` parameter pytrees.
+      slow_critic: EMA of `params["critic"]`, the critic's regularisation target.
+      model_opt, actor_opt, critic_opt: optax states.
+      retnorm: `[2]` EMA of the `(low, high)` percentiles of the lambda-returns.
+      updates: int32 count of updates done.
+    """
+
+    params: dict
+    slow_critic: dict
+    model_opt: Any
+    actor_opt: Any
+    critic_opt: Any
+    retnorm: jax.Array
+    updates: jax.Array
+
+
+def lambda_returns(
+    reward: jax.Array, cont: jax.Array, value: jax.Array, discount: float, lam: float
+) -> jax.Array:
+    """TD(lambda) returns, bootstrapped with `value[-1]`, as a reverse `lax.scan`.
+
+    `R_t = r_t + discount * c_t * ((1 - lam) * v_{t+1} + lam * R_{t+1})`, `R_H = v_H`.
+
+    Args:
+      reward: `[H, B]` reward of step `t` (into state `t + 1`).
+      cont: `[H, B]` continue probability of state `t + 1`.
+      value: `[H + 1, B]` values of states `0..H`.
+      discount, lam: scalars.
+
+    Returns:
+      `[H, B]` returns of states `0..H-1`.
+    """
+
+    def step(next_ret, inputs):
+        r, c, v_next = inputs
+        ret = r + discount * c * ((1.0 - lam) * v_next + lam * next_ret)
+        return ret, ret
+
+    _, rets = jax.lax.scan(step, value[-1], (reward, cont, value[1:]), reverse=True)
+    return rets
+
+
+def update_retnorm(
+    retnorm: jax.Array, returns: jax.Array, rate: float, low: float = 5.0, high: float = 95.0
+) -> jax.Array:
+    """EMA step of the `(low, high)` percentiles `[2]` of `returns [...]` (DreamerV3's retnorm)."""
+    perc = jnp.percentile(sg(returns), jnp.array([low, high], returns.dtype))
+    return retnorm + rate * (perc - retnorm)
+
+
+def return_scale(retnorm: jax.Array, limit: float = 1.0) -> jax.Array:
+    """`max(limit, high - low)`: returns are divided by it, never scaled up."""
+    return jnp.maximum(limit, retnorm[1] - retnorm[0])
+
+
+def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
+    """Build the Dreamer agent for an environment spec (see the module docstring)."""
+    model, m = make_rssm(cfg.model), cfg.model
+    a_size, bins = spec.action_size, dict(num_bins=m.num_bins, vmin=m.vmin, vmax=m.vmax)
+    hidden = (cfg.units,) * cfg.layers
+    actor_net = norm_mlp(
+        model.feat_size, hidden, 2 * a_size, norm=m.norm, act=m.act, out_scale=0.01
+    )
+    critic_net = norm_mlp(
+        model.feat_size, hidden, m.num_bins, norm=m.norm, act=m.act, out_scale=0.0
+    )
+    chain = lambda clip, lr: optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
+    model_tx = chain(cfg.model_grad_clip, cfg.model_lr)
+    actor_tx = chain(cfg.ac_grad_clip, cfg.actor_lr)
+    critic_tx = chain(cfg.ac_grad_clip, cfg.critic_lr)
+
+    def init(key, env_spec: EnvSpec = spec) -> DreamerState:
+        k_model, k_actor, k_critic = jax.random.split(key, 3)
+        params = {
+            "model": model.init(k_model, env_spec.obs_size, env_spec.action_size),
+            "actor": actor_net.init(k_actor),
+            "critic": critic_net.init(k_critic),
+        }
+        return DreamerState(
+            params=params,
+            slow_critic=params["critic"],
+            model_opt=model_tx.init(params["model"]),
+            actor_opt=actor_tx.init(params["actor"]),
+            critic_opt=critic_tx.init(params["critic"]),
+            retnorm=jnp.zeros((2,), jnp.float32),
+            updates=jnp.zeros((), jnp.int32),
+        )
+
+    def policy(actor_params, latent):
+        """`(mean [..., A], std [..., A])` of the actor's Gaussian at `latent`."""
+        out = actor_net.apply(actor_params, model.feat(latent))
+        mean, std = jnp.split(out, 2, axis=-1)
+        return jnp.tanh(mean), (cfg.max_std - cfg.min_std) * jax.nn.sigmoid(std + 2.0) + cfg.min_std
+
+    def value(critic_params, latent):
+        return dists.two_hot_inv(critic_net.apply(critic_params, model.feat(latent)), **bins)
+
+    def initial_carry(state: DreamerState, num_envs: int) -> DreamerCarry:
+        latent = model.initial(state.params["model"], num_envs)
+        return DreamerCarry(latent=latent, action=jnp.zeros((num_envs, a_size)))
+
+    def act(state: DreamerState, carry: DreamerCarry, obs, is_first, key, eval: bool = False):
+        """`obs [N, O]`, `is_first [N]` -> `(carry, action [N, A] in [-1, 1], info)`."""
+        k_obs, k_act = jax.random.split(key)
+        params = state.params
+        latent, _ = model.observe(params["model"], carry.latent, carry.action, obs, is_first, k_obs)
+        mean, std = policy(params["actor"], latent)
+        action = mean if eval else mean + std * jax.random.normal(k_act, mean.shape)
+        action = jnp.clip(action, -1.0, 1.0)
+        return DreamerCarry(latent=latent, action=action), action, {}
+
+    def rollout(actor_params, model_params, critic_params, start, cont0, key):
+        """Imagine from `start [N]`: states `[H + 1, N]`, actions, weights, values, returns."""
+        dynamics = cfg.actor_grad == "dynamics"
+
+        def policy_fn(latent, k):
+            latent = latent if dynamics else sg(latent)
+            mean, std = policy(actor_params, latent)
+            action = mean + std * jax.random.normal(k, mean.shape)
+            return action if dynamics else sg(action)
+
+        latents, actions, outs = sequence.imagine(
+            model, model_params, start, policy_fn, cfg.horizon, key
+        )
+        states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), start, latents)
+        cont = jnp.concatenate([cont0[None], outs["cont"]])
+        weight = jnp.cumprod(cfg.discount * cont, axis=0) / cfg.discount
+        values = value(jax.tree.map(sg, critic_params), states)
+        returns = lambda_returns(outs["reward"], outs["cont"], values, cfg.discount, cfg.lam)
+        return states, actions, sg(weight), values, returns, outs["reward"]
+
+    def actor_loss(actor_params, model_params, critic_params, retnorm, start, cont0, key):
+        states, actions, weight, values, returns, reward = rollout(
+            actor_params, model_params, critic_params, start, cont0, key
+        )
+        retnorm = update_retnorm(
+            retnorm, returns, cfg.retnorm_rate, cfg.retnorm_low, cfg.retnorm_high
+        )
+        scale = return_scale(retnorm, cfg.retnorm_limit)
+        mean, std = policy(actor_params, sg(jax.tree.map(lambda x: x[:-1], states)))
+        entropy = jnp.sum(0.5 + _HALF_LOG_2PI + jnp.log(std), axis=-1)
+        if cfg.actor_grad == "dynamics":
+            objective = returns / scale
+        else:
+            logp = jnp.sum(
+                -0.5 * ((sg(actions) - mean) / std) ** 2 - jnp.log(std) - _HALF_LOG_2PI, -1
+            )
+            objective = logp * sg((returns - values[:-1]) / scale)
+        loss = -jnp.mean(weight[:-1] * (objective + cfg.entropy * entropy))
+        metrics = {
+            "loss/actor": loss,
+            "actor/entropy": entropy.mean(),
+            "actor/std": std.mean(),
+            "return/mean": returns.mean(),
+            "return/scale": scale,
+            "imag/reward": reward.mean(),
+        }
+        traj = (sg(states), sg(weight), sg(returns))
+        return loss, (traj, retnorm, metrics)
+
+    def critic_loss(critic_params, slow_params, states, weight, returns):
+        states = jax.tree.map(lambda x: x[:-1], states)
+        logits = critic_net.apply(critic_params, model.feat(states))
+        slow = value(slow_params, states)
+        ce = dists.soft_ce(logits, returns, **bins) + cfg.slow_reg * dists.soft_ce(
+            logits, slow, **bins
+        )
+        loss = jnp.mean(weight[:-1] * ce)
+        return loss, {"loss/critic": loss, "value/mean": dists.two_hot_inv(logits, **bins).mean()}
+
+    def step(tx, grads, opt_state, params):
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def update(state: DreamerState, batch, key):
+        """One Dreamer update on a `[T, B]` batch of sequences (`Transition`)."""
+        k_model, k_imag = jax.random.split(key)
+        p = state.params
+        grad_fn = jax.value_and_grad(model.model_loss, has_aux=True)
+        (_, (metrics, post)), grads = grad_fn(p["model"], batch, k_model)
+        metrics["grad_norm/model"] = optax.tree.norm(grads)
+        model_params, model_opt = step(model_tx, grads, state.model_opt, p["model"])
+
+        flat = lambda x: sg(x.reshape(-1, *x.shape[2:]))
+        start = jax.tree.map(flat, post)
+        cont0 = flat(1.0 - batch.terminated.astype(jnp.float32))
+        grad_fn = jax.value_and_grad(actor_loss, has_aux=True)
+        (_, (traj, retnorm, actor_metrics)), grads = grad_fn(
+            p["actor"], model_params, p["critic"], state.retnorm, start, cont0, k_imag
+        )
+        metrics["grad_norm/actor"] = optax.tree.norm(grads)
+        actor_params, actor_opt = step(actor_tx, grads, state.actor_opt, p["actor"])
+
+        grad_fn = jax.value_and_grad(critic_loss, has_aux=True)
+        (_, critic_metrics), grads = grad_fn(p["critic"], state.slow_critic, *traj)
+        metrics["grad_norm/critic"] = optax.tree.norm(grads)
+        critic_params, critic_opt = step(critic_tx, grads, state.critic_opt, p["critic"])
+        slow = optax.incremental_update(critic_params, state.slow_critic, cfg.slow_rate)
+        metrics.update(actor_metrics, **critic_metrics)
+        new_state = DreamerState(
+            params={"model": model_params, "actor": actor_params, "critic": critic_params},
+            slow_critic=slow,
+            model_opt=model_opt,
+            actor_opt=actor_opt,
+            critic_opt=critic_opt,
+            retnorm=retnorm,
+            updates=state.updates + 1,
+        )
+        return new_state, metrics
+
+    return Agent(init=init, initial_carry=initial_carry, act=act, update=update)
