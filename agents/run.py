@@ -140,7 +140,7 @@ def run_training(
         dynamic_ncols=True,
         smoothing=0.1,
     )
-    last = {}
+    last, last_eval = {}, None
     saved_at = env_steps()
 
     def save(step_count):
@@ -155,15 +155,18 @@ def run_training(
             last = metrics.write(env_steps(), time.time() - t0, jax.device_get(m))
             bar.update(env_steps())
         while env_steps() < cfg.steps:
-            before = env_steps()
+            before, t_chunk = env_steps(), time.time()
             state, m = trainer.train_chunk(state)
             m, now = jax.device_get(m), env_steps()
             if now // cfg.eval_every > before // cfg.eval_every or now >= cfg.steps:
                 key = jax.random.fold_in(jax.random.key(cfg.seed + 1), now)
                 m.update(jax.device_get(trainer.evaluate(state.agent, key)))
             last = metrics.write(now, time.time() - t0, m)
+            last_eval = last.get("eval/return", last_eval)
             bar.update(min(now, cfg.steps) - min(before, cfg.steps))
-            bar.set_postfix(_postfix(metrics, now, time.time() - t0), refresh=False)
+            sps = (now - before) / max(time.time() - t_chunk, 1e-9)  # this chunk, eval included
+            shown = "-" if last_eval is None else f"{last_eval:.0f}"
+            bar.set_postfix(sps=f"{sps:.0f}", eval=shown, refresh=False)
             if now // cfg.checkpoint_every > before // cfg.checkpoint_every or now >= cfg.steps:
                 save(now)
     except KeyboardInterrupt:
@@ -179,14 +182,6 @@ def run_training(
         ckpt.close()
         metrics.export(title=f"{cfg.agent} on {cfg.env}")
     return last
-
-
-def _postfix(metrics: MetricsLog, env_steps: int, wall: float) -> dict:
-    evals = [r["eval/return"] for r in metrics.rows() if r.get("eval/return") is not None]
-    return {
-        "sps": f"{env_steps / max(wall, 1e-9):.0f}",
-        "eval": f"{evals[-1]:.0f}" if evals else "-",
-    }
 
 
 def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int = 0) -> dict:
