@@ -32,7 +32,9 @@ def first_reaching(rows: list[dict], threshold: float) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent", default=TrainConfig.agent, choices=["tdmpc2", "dreamer"])
     parser.add_argument("--env", default=TrainConfig.env)
+    parser.add_argument("--updates-per-step", type=int, default=TrainConfig.updates_per_step)
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
@@ -42,9 +44,15 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = dataclasses.replace(
-        TrainConfig(), env=args.env, steps=args.steps, seed=args.seed, eval_every=args.eval_every
+        TrainConfig(),
+        agent=args.agent,
+        env=args.env,
+        steps=args.steps,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        updates_per_step=args.updates_per_step,
     )
-    out = Path("runs/bench") / f"{args.env}-seed{args.seed}"
+    out = Path("runs/bench") / f"{args.agent}-{args.env}-seed{args.seed}"
     if out.exists():
         shutil.rmtree(out)
     start = time.time()
@@ -69,15 +77,19 @@ def main() -> None:
         "reached": first_reaching(rows, args.threshold),
         "final_eval_return": evals[-1]["eval/return"] if evals else None,
         "evals": evals,
-        "command": f"python benchmarks/learning.py --env {args.env} --steps {args.steps}",
+        "command": f"python benchmarks/learning.py --agent {args.agent} --env {args.env} "
+        f"--steps {args.steps} --updates-per-step {args.updates_per_step} "
+        f"--eval-every {args.eval_every}",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"learning_{args.env}_cpu_{info['kind'].lower().replace('-', '')}"
+    prefix = "learning" if args.agent == "tdmpc2" else f"learning_{args.agent}"
+    stem = RESULTS / f"{prefix}_{args.env}_cpu_{info['kind'].lower().replace('-', '')}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    plot_curve(rows, stem.with_suffix(".png"), f"TD-MPC2 on {args.env} ({info['cpu']}, 2 cores)")
+    name = {"tdmpc2": "TD-MPC2", "dreamer": "Dreamer"}[args.agent]
+    plot_curve(rows, stem.with_suffix(".png"), f"{name} on {args.env} ({info['cpu']}, 2 cores)")
     reached = result["reached"]
     lines = [
-        f"# Learning: TD-MPC2 on {args.env} ({info['cpu']}, {info['kind']}, {info['cores']} cores)",
+        f"# Learning: {name} on {args.env} ({info['cpu']}, {info['kind']}, {info['cores']} cores)",
         "",
         f"`{result['command']}` ({result['date']}): `wm train` defaults otherwise. Wall time "
         "includes compilation and evaluation.",
