@@ -17,12 +17,13 @@ Departures from DreamerV3, with reasons:
   * Optimisers: `optax.adam` after `optax.clip_by_global_norm` (one chain per network: model,
     actor, critic), not LaProp with adaptive gradient clipping, which optax does not ship in this
     form; global-norm thresholds are DreamerV3's first release's (1000 model, 100 actor/critic).
-  * Replay context: no. DreamerV3 starts each training sequence from the posterior at the end of
-    the previous sequence of the same stream; our replay samples independent random sequences
-    (`agents.replay.sample_sequences`), so there is no "previous sequence" whose last latent could
-    be carried: every sequence starts from the learned initial state (`RSSMModel.model_loss`
-    resets at `t = 0`). Carrying context would need per-slot latents stored in replay and
-    refreshed with the model, which is not cheap; with `batch_length` 64 few steps lack context.
+  * Replay context (`replay_context=True`, DreamerV3's default) as DreamerV3 does it: the
+    acting latent is stored in replay with every step (`Agent.context`, `Transition.context`); a
+    training sequence starts from the latent stored at its first step instead of from scratch,
+    and the posteriors the update computes are written back to the steps that follow
+    (`agents.replay.write_context`), so the latent at the end of one training sequence is
+    where a sequence starting there continues. Steps collected with random actions, and
+    episode starts, begin from the learned initial state as before.
   * Imagined continues are the continue head's probability (DreamerV3 takes its mode); the
     start of each rollout uses the true `1 - terminated` as DreamerV3 does.
   * No replay-value loss on the real trajectories (DreamerV3's `repval`, scale 0.3).
@@ -82,6 +83,8 @@ class DreamerConfig:
       model_lr, actor_lr, critic_lr: Adam learning rates.
       model_grad_clip, ac_grad_clip: global-norm clip of model and actor/critic gradients.
       batch_size, batch_length: replay sequences per update and their length.
+      replay_context: start training sequences from the latent stored in replay (refreshed by
+        training) rather than from the initial state; see the module docstring.
     """
 
     model: RSSMConfig = dataclasses.field(default_factory=RSSMConfig.size1m)
@@ -107,6 +110,7 @@ class DreamerConfig:
     ac_grad_clip: float = 100.0
     batch_size: int = 16
     batch_length: int = 64
+    replay_context: bool = True
 
     def __post_init__(self):
         at_least = {"horizon": 1, "units": 1, "layers": 0, "batch_size": 1, "batch_length": 1}
@@ -264,14 +268,68 @@ def return_scale(retnorm: jax.Array, limit: float = 1.0) -> jax.Array:
     return jnp.maximum(limit, retnorm[1] - retnorm[0])
 
 
+def _obs_arg(spec: EnvSpec):
+    """What `RSSMModel.init` takes for the observation: the image shape, or the vector size."""
+    return spec.image_shape if spec.image_shape is not None else spec.obs_size
+
+
+def _actor(cfg: DreamerConfig, model, action_size: int):
+    """The actor network and `policy(params, latent) -> (mean [..., A], std [..., A])`."""
+    m = cfg.model
+    net = norm_mlp(
+        model.feat_size,
+        (cfg.units,) * cfg.layers,
+        2 * action_size,
+        norm=m.norm,
+        act=m.act,
+        out_scale=0.01,
+    )
+
+    def policy(actor_params, latent):
+        """`(mean [..., A], std [..., A])` of the actor's Gaussian at `latent`."""
+        out = net.apply(actor_params, model.feat(latent))
+        mean, std = jnp.split(out, 2, axis=-1)
+        return jnp.tanh(mean), (cfg.max_std - cfg.min_std) * jax.nn.sigmoid(std + 2.0) + cfg.min_std
+
+    return net, policy
+
+
+def _imagine(cfg: DreamerConfig, model, policy, actor_params, model_params, start, key):
+    """`cfg.horizon` prior steps from `start [N]` under the actor: `sequence.imagine`'s output."""
+    dynamics = cfg.actor_grad == "dynamics"
+
+    def policy_fn(latent, k):
+        latent = latent if dynamics else sg(latent)
+        mean, std = policy(actor_params, latent)
+        action = mean + std * jax.random.normal(k, mean.shape)
+        return action if dynamics else sg(action)
+
+    return sequence.imagine(model, model_params, start, policy_fn, cfg.horizon, key)
+
+
+def make_imagination(cfg: DreamerConfig, spec: EnvSpec):
+    """The imagination inside `make_dreamer(cfg, spec).update`, alone (for benchmarks).
+
+    Returns:
+      `(state, start, key) -> (latents [H, N], actions [H, N, A], outs)`: `cfg.horizon` prior
+      steps under the actor from the `RSSMState` `start [N]`, with the agent's `DreamerState`.
+    """
+    model = make_rssm(cfg.model)
+    _, policy = _actor(cfg, model, spec.action_size)
+
+    def imagine(state: DreamerState, start: RSSMState, key):
+        p = state.params
+        return _imagine(cfg, model, policy, p["actor"], p["model"], start, key)
+
+    return imagine
+
+
 def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
     """Build the Dreamer agent for an environment spec (see the module docstring)."""
     model, m = make_rssm(cfg.model), cfg.model
     a_size, bins = spec.action_size, dict(num_bins=m.num_bins, vmin=m.vmin, vmax=m.vmax)
     hidden = (cfg.units,) * cfg.layers
-    actor_net = norm_mlp(
-        model.feat_size, hidden, 2 * a_size, norm=m.norm, act=m.act, out_scale=0.01
-    )
+    actor_net, policy = _actor(cfg, model, a_size)
     critic_net = norm_mlp(
         model.feat_size, hidden, m.num_bins, norm=m.norm, act=m.act, out_scale=0.0
     )
@@ -283,7 +341,7 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
     def init(key, env_spec: EnvSpec = spec) -> DreamerState:
         k_model, k_actor, k_critic = jax.random.split(key, 3)
         params = {
-            "model": model.init(k_model, env_spec.obs_size, env_spec.action_size),
+            "model": model.init(k_model, _obs_arg(env_spec), env_spec.action_size),
             "actor": actor_net.init(k_actor),
             "critic": critic_net.init(k_critic),
         }
@@ -296,12 +354,6 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
             retnorm=jnp.zeros((2,), jnp.float32),
             updates=jnp.zeros((), jnp.int32),
         )
-
-    def policy(actor_params, latent):
-        """`(mean [..., A], std [..., A])` of the actor's Gaussian at `latent`."""
-        out = actor_net.apply(actor_params, model.feat(latent))
-        mean, std = jnp.split(out, 2, axis=-1)
-        return jnp.tanh(mean), (cfg.max_std - cfg.min_std) * jax.nn.sigmoid(std + 2.0) + cfg.min_std
 
     def value(critic_params, latent):
         return dists.two_hot_inv(critic_net.apply(critic_params, model.feat(latent)), **bins)
@@ -322,16 +374,8 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
 
     def rollout(actor_params, model_params, critic_params, start, cont0, key):
         """Imagine from `start [N]`: states `[H + 1, N]`, actions, weights, values, returns."""
-        dynamics = cfg.actor_grad == "dynamics"
-
-        def policy_fn(latent, k):
-            latent = latent if dynamics else sg(latent)
-            mean, std = policy(actor_params, latent)
-            action = mean + std * jax.random.normal(k, mean.shape)
-            return action if dynamics else sg(action)
-
-        latents, actions, outs = sequence.imagine(
-            model, model_params, start, policy_fn, cfg.horizon, key
+        latents, actions, outs = _imagine(
+            cfg, model, policy, actor_params, model_params, start, key
         )
         states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), start, latents)
         cont = jnp.concatenate([cont0[None], outs["cont"]])
@@ -387,8 +431,12 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         """One Dreamer update on a `[T, B]` batch of sequences (`Transition`)."""
         k_model, k_imag = jax.random.split(key)
         p = state.params
+        start = {}
+        if cfg.replay_context:
+            ctx = batch.context
+            start = dict(start=jax.tree.map(lambda x: x[0], ctx.value), start_first=ctx.first[0])
         grad_fn = jax.value_and_grad(model.model_loss, has_aux=True)
-        (_, (metrics, post)), grads = grad_fn(p["model"], batch, k_model)
+        (_, (metrics, post)), grads = grad_fn(p["model"], batch, k_model, **start)
         metrics["grad_norm/model"] = optax.tree.norm(grads)
         model_params, model_opt = step(model_tx, grads, state.model_opt, p["model"])
 
@@ -417,6 +465,18 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
             retnorm=retnorm,
             updates=state.updates + 1,
         )
+        if cfg.replay_context:  # the posteriors of each step's next_obs, for agents.replay
+            return new_state, metrics, sg(post)
         return new_state, metrics
 
-    return Agent(init=init, initial_carry=initial_carry, act=act, update=update)
+    def context(carry: DreamerCarry) -> RSSMState:
+        """What replay stores with a step: the posterior latent of its `obs` (`[N, ...]`)."""
+        return carry.latent
+
+    return Agent(
+        init=init,
+        initial_carry=initial_carry,
+        act=act,
+        update=update,
+        context=context if cfg.replay_context else None,
+    )

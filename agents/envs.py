@@ -34,6 +34,10 @@ What the wrapped `step` guarantees:
   * `key` `[N]` typed key: the per-env key that the next auto-reset splits.
 `reward` is the reward of the step just taken (of the finished episode's last step when done).
 
+Pixels: `make_env(..., obs="pixels")` makes `obs` and `final_obs` `uint8 [N, S, S, 3]` frames,
+drawn on device by `agents.render` (a JAX rasteriser of the system's geoms) once per agent step,
+so collection stays inside the caller's `lax.scan`.
+
 Backend: `positional` by default (2-2.6x faster than `generalized` on CPU, and
 `inverted_pendulum` on `generalized` produces NaN); `swimmer` exists only on `generalized`.
 Swimmer compatibility: `brax.fluid` calls `jnp.clip(x, a_min=...)`, which jax 0.10 removed; on
@@ -47,7 +51,10 @@ import contextlib
 import functools
 import inspect
 import io
+import math
 import warnings
+from collections.abc import Callable
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +65,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     from brax.envs import get_environment
     from brax.envs.base import Env, State, Wrapper
 
+from agents.render import CAMERAS, make_renderer
 from agents.types import EnvSpec, Transition
 
 ENV_NAMES = (
@@ -85,6 +93,8 @@ def make_env(
     action_repeat: int = 1,
     episode_length: int = 1000,
     backend: str | None = None,
+    obs: Literal["state", "pixels"] = "state",
+    image_size: int = 64,
 ) -> tuple[Env, EnvSpec]:
     """Builds a batched, auto-resetting Brax env and its spec.
 
@@ -95,14 +105,19 @@ def make_env(
       episode_length: time limit in underlying env steps (Brax's convention); the spec's
         `episode_length` is in agent steps, `ceil(episode_length / action_repeat)`.
       backend: Brax physics pipeline; None picks `positional`, or `generalized` for swimmer.
+      obs: `"state"` (Brax's observation vector) or `"pixels"`: `uint8 [N, S, S, 3]` frames
+        drawn on device by `agents.render` from the env's camera in `agents.render.CAMERAS`,
+        once per agent step (after the action repeat); `info['final_obs']` is a frame too.
+      image_size: `S`, the frame height and width, with `obs="pixels"`.
 
     Returns:
-      `(env, spec)`: `env.reset(key) -> State` with `obs [N, O]`;
+      `(env, spec)`: `env.reset(key) -> State` with `obs [N, O]` (or `[N, S, S, 3]`);
       `env.step(state, action [N, A]) -> State` with `reward, done [N]` float32 and the info
       fields listed in the module docstring.
 
     Raises:
-      ValueError: unknown `name` (the message lists the valid ones) or a non-positive size.
+      ValueError: unknown `name` (the message lists the valid ones), a non-positive size, or
+        an unknown `obs`.
 
     Example:
       >>> env, spec = make_env("inverted_pendulum", num_envs=8)
@@ -112,6 +127,8 @@ def make_env(
     if name not in ENV_NAMES:
         raise ValueError(f"unknown env {name!r}; valid names: {', '.join(ENV_NAMES)}")
     _check_positive(num_envs=num_envs, action_repeat=action_repeat, episode_length=episode_length)
+    if obs not in ("state", "pixels"):
+        raise ValueError(f"obs must be 'state' or 'pixels', got {obs!r}")
     if backend is None:
         backend = "generalized" if name in _GENERALIZED_ONLY else "positional"
     _patch_brax_fluid_clip()
@@ -119,27 +136,45 @@ def make_env(
         # Brax's notice that it is unmaintained, raised once per system load; not actionable here.
         warnings.filterwarnings("ignore", message="Brax System", category=UserWarning)
         core = get_environment(name, backend=backend)
+    render = None
+    if obs == "pixels":
+        render = make_renderer(core.sys, CAMERAS[name], image_size)
     env = wrap_env(
-        core, num_envs=num_envs, action_repeat=action_repeat, episode_length=episode_length
+        core,
+        num_envs=num_envs,
+        action_repeat=action_repeat,
+        episode_length=episode_length,
+        render=render,
     )
+    obs_shape = jax.eval_shape(env.reset, jax.random.key(0)).obs.shape[1:]
     spec = EnvSpec(
         name=name,
-        obs_size=env.observation_size,
+        obs_size=math.prod(obs_shape),
         action_size=core.action_size,
         num_envs=num_envs,
         episode_length=-(-episode_length // action_repeat),
         action_repeat=action_repeat,
+        image_shape=tuple(obs_shape) if render is not None else None,
     )
     return env, spec
 
 
-def wrap_env(env: Env, *, num_envs: int, action_repeat: int, episode_length: int) -> Env:
+def wrap_env(
+    env: Env,
+    *,
+    num_envs: int,
+    action_repeat: int,
+    episode_length: int,
+    render: Callable[[Any], jax.Array] | None = None,
+) -> Env:
     """Wraps a single (unbatched) Brax-style env: action repeat, episodes, batched auto-reset.
 
     Args:
       env: `reset(key) -> State`, `step(state, action [A]) -> State` for one env; `done` marks
         termination by failure.
       num_envs, action_repeat, episode_length: as in `make_env`.
+      render: `(pipeline_state) -> image`; when given, the observation is that image
+        (`PixelObsWrapper`), rendered before any auto-reset so `final_obs` is the true last frame.
 
     Returns:
       The batched env described in the module docstring.
@@ -147,6 +182,8 @@ def wrap_env(env: Env, *, num_envs: int, action_repeat: int, episode_length: int
     _check_positive(num_envs=num_envs, action_repeat=action_repeat, episode_length=episode_length)
     env = ActionRepeatWrapper(env, action_repeat)
     env = EpisodeWrapper(env, episode_length, action_repeat)
+    if render is not None:
+        env = PixelObsWrapper(env, render)
     return AutoResetWrapper(env, num_envs)
 
 
@@ -249,6 +286,32 @@ class EpisodeWrapper(Wrapper):
         return state.replace(done=done, info={**state.info, **info})
 
 
+class PixelObsWrapper(Wrapper):
+    """Single env: replaces the observation by `render(state.pipeline_state)`.
+
+    The env's own observation vector moves to `info['state_obs']`.
+
+    Sits outside the action repeat (one frame per agent step; the NaN guard still checks the
+    physics observation, whose last finite state the frame then shows) and inside the auto-reset
+    (so a finished episode's `final_obs` is its own last frame).
+    """
+
+    def __init__(self, env: Env, render: Callable[[Any], jax.Array]):
+        super().__init__(env)
+        self.render = render
+
+    def reset(self, rng: jax.Array) -> State:
+        return self._show(self.env.reset(rng))
+
+    def step(self, state: State, action: jax.Array) -> State:
+        inner = state.replace(obs=state.info["state_obs"])  # the env below steps on its own obs
+        return self._show(self.env.step(inner, action))
+
+    def _show(self, state: State) -> State:
+        info = {**state.info, "state_obs": state.obs}
+        return state.replace(obs=self.render(state.pipeline_state), info=info)
+
+
 class AutoResetWrapper(Wrapper):
     """Batches a single env over `num_envs` and resets done envs with fresh per-env keys.
 
@@ -263,7 +326,7 @@ class AutoResetWrapper(Wrapper):
     @functools.cached_property
     def observation_size(self) -> int:
         # Brax's property runs a reset eagerly; tracing one is enough.
-        return jax.eval_shape(self.env.reset, jax.random.key(0)).obs.shape[-1]
+        return math.prod(jax.eval_shape(self.env.reset, jax.random.key(0)).obs.shape)
 
     def reset(self, rng: jax.Array) -> State:
         keys = jax.vmap(jax.random.split)(jax.random.split(rng, self.num_envs))  # [N, 2]

@@ -148,8 +148,14 @@ def can_sample(state: ReplayState, seq_len: int, cross_episodes: bool = False) -
 
 
 def sample_sequences(
-    state: ReplayState, key: jax.Array, batch_size: int, seq_len: int, cross_episodes: bool = False
-) -> Transition:
+    state: ReplayState,
+    key: jax.Array,
+    batch_size: int,
+    seq_len: int,
+    cross_episodes: bool = False,
+    *,
+    with_index: bool = False,
+):
     """Samples sequences uniformly over valid starts, with replacement.
 
     Args:
@@ -158,9 +164,11 @@ def sample_sequences(
       batch_size: static number of sequences `B >= 1`.
       seq_len: static length `L`, `1 <= L <= R`.
       cross_episodes: static; see `valid_starts`.
+      with_index: static; also return where the sequences lie (for `write_context`).
 
     Returns:
       Transition with time-major leaves `[L, B, ...]`. Meaningless where `can_sample` is False.
+      With `with_index`: `(transitions, (rows [L, B], envs [B]))`.
 
     Raises:
       ValueError: (at trace time) `batch_size < 1`, `seq_len < 1` or `seq_len > R`.
@@ -175,7 +183,47 @@ def sample_sequences(
     index = jnp.minimum(jnp.searchsorted(counts, pick, side="right"), flat_valid.shape[0] - 1)
     start, env = index // num_envs, index % num_envs  # [B]
     rows = (start[None, :] + jnp.arange(seq_len)[:, None]) % capacity  # [L, B]
-    return jax.tree.map(lambda x: x[rows, env[None, :]], state.data)
+    batch = jax.tree.map(lambda x: x[rows, env[None, :]], state.data)
+    return (batch, (rows, env)) if with_index else batch
+
+
+def write_context(
+    state: ReplayState, index: tuple[jax.Array, jax.Array], value, done: jax.Array
+) -> ReplayState:
+    """Writes refreshed contexts for the steps that follow a sampled sequence's steps.
+
+    `value[t]` (leaves `[L, B, ...]`) is the context of the observation after step `t`, i.e. of
+    row `rows[t] + 1`. It is written there, with `first = False`, where that row continues the
+    same episode: not after a `done [L, B]` step, and not into the head row, which holds the
+    oldest data (a different stretch of time) until the next `add` overwrites it.
+
+    Args:
+      state: the buffer; its Transitions carry a `Context` (`Transition.context`).
+      index: `(rows [L, B], envs [B])` from `sample_sequences(..., with_index=True)`.
+      value: leaves `[L, B, ...]` shaped like the stored `Context.value`.
+      done: `[L, B]` bool, the sampled sequences' `done`.
+
+    Returns:
+      The buffer with the contexts replaced (duplicate targets keep one of their values).
+    """
+    ctx = state.data.context
+    if ctx is None:
+        raise ValueError("write_context: the replay stores no Transition.context")
+    rows, envs = index
+    capacity = _num_rows(state)
+    target = (rows + 1) % capacity
+    keep = done | (target == state.head)  # [L, B]: leave those rows alone
+    envs = jnp.broadcast_to(envs[None, :], rows.shape)
+
+    def put(stored, new):
+        old = stored[target, envs]
+        mask = keep.reshape(keep.shape + (1,) * (new.ndim - keep.ndim))
+        return stored.at[target, envs].set(jnp.where(mask, old, new.astype(stored.dtype)))
+
+    new_value = jax.tree.map(put, ctx.value, value)
+    first = ctx.first.at[target, envs].set(jnp.where(keep, ctx.first[target, envs], False))
+    context = ctx.replace(value=new_value, first=first)
+    return state.replace(data=state.data.replace(context=context))
 
 
 def _num_rows(state: ReplayState) -> int:

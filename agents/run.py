@@ -46,7 +46,11 @@ def config_from_dict(cls, data: dict):
     kwargs = {}
     for name, value in data.items():
         kind = hints[name]
-        kwargs[name] = config_from_dict(kind, value) if dataclasses.is_dataclass(kind) else value
+        if dataclasses.is_dataclass(kind):
+            value = config_from_dict(kind, value)
+        elif isinstance(value, list):  # JSON has no tuples; config sequences are tuples
+            value = tuple(value)
+        kwargs[name] = value
     return cls(**kwargs)
 
 
@@ -62,6 +66,8 @@ def build(cfg: TrainConfig):
     kw = dict(
         action_repeat=cfg.action_repeat, episode_length=cfg.episode_length, backend=cfg.backend
     )
+    if cfg.obs == "pixels":
+        kw.update(obs="pixels", image_size=cfg.image_size)
     env, spec = make_env(cfg.env, num_envs=cfg.num_envs, **kw)
     eval_env, _ = make_env(cfg.env, num_envs=cfg.eval_episodes, **kw)
     if cfg.agent == "tdmpc2":

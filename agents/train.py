@@ -2,7 +2,7 @@
 
 One chunk of training is ONE jitted `lax.scan` over `chunk_steps` agent steps; each step plans and
 acts in all `num_envs` environments, stores the transitions in the replay buffer and runs
-`updates_per_step` agent updates on sampled sequences. Python only runs between chunks
+`cfg.updates` agent updates on sampled sequences. Python only runs between chunks
 (`agents.run` does the progress bar, logging, evaluation and checkpoints).
 
 Example (a complete run, see `agents.run.run_training` for the logged version):
@@ -27,7 +27,10 @@ from agents import replay
 from agents.dreamer import DreamerConfig
 from agents.envs import ENV_NAMES, step_transition
 from agents.tdmpc2 import TDMPC2Config
-from agents.types import Agent, EnvSpec
+from agents.types import Agent, Context, EnvSpec, Transition
+
+# Updates per vectorised env step when `TrainConfig.updates_per_step` is None.
+AGENT_UPDATES_PER_STEP = {"tdmpc2": 4, "dreamer": 1}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -42,9 +45,15 @@ class TrainConfig:
       action_repeat: physics steps per agent step.
       episode_length: episode limit in physics steps.
       backend: Brax physics backend (None: positional where the env has it).
+      obs: `"state"` (Brax's observation vector) or `"pixels"` (`image_size`^2 RGB frames drawn
+        on device, `agents.render`; Dreamer only).
+      image_size: frame height and width with `obs="pixels"`; the CNN encoder halves it down to
+        `dreamer.model.minres`, so it must be `minres * 2**k`.
       seed: random seed.
       seed_steps: env steps of uniformly random actions before learning starts.
-      updates_per_step: agent updates after each vectorised env step.
+      updates_per_step: agent updates after each vectorised env step; None: the agent's own
+        default (`AGENT_UPDATES_PER_STEP`: 4 for TD-MPC2, 1 for Dreamer, whose update trains
+        three networks on 16 x 32 sequences and imagines from every step of them).
       chunk_steps: agent steps per jitted chunk (Python runs between chunks).
       replay_capacity: transitions kept (all envs together).
       eval_every: env steps between evaluations.
@@ -61,9 +70,11 @@ class TrainConfig:
     action_repeat: int = 2
     episode_length: int = 1000
     backend: str | None = None
+    obs: Literal["state", "pixels"] = "state"
+    image_size: int = 64
     seed: int = 0
     seed_steps: int = 4_000
-    updates_per_step: int = 4
+    updates_per_step: int | None = None
     chunk_steps: int = 250
     replay_capacity: int = 100_000
     eval_every: int = 5_000
@@ -91,15 +102,43 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("seed_steps", "updates_per_step"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.seed_steps < 0:
+            raise ValueError(f"TrainConfig.seed_steps must be >= 0, got {self.seed_steps}")
+        if self.updates_per_step is not None and self.updates_per_step < 0:
+            raise ValueError(
+                f"TrainConfig.updates_per_step must be >= 0 or None, got {self.updates_per_step}"
+            )
+        self._check_obs()
         seq = self.agent_config.sequence_length
         if self.replay_capacity < self.num_envs * (seq + 1):
             raise ValueError(
                 f"TrainConfig.replay_capacity ({self.replay_capacity}) must hold at least "
                 f"horizon+1 ({seq + 1}) steps per env ({self.num_envs} envs)"
             )
+
+    def _check_obs(self) -> None:
+        if self.obs not in ("state", "pixels"):
+            raise ValueError(f"TrainConfig.obs must be 'state' or 'pixels', got {self.obs!r}")
+        if self.obs == "state":
+            return
+        if self.agent != "dreamer":
+            raise ValueError(
+                f"TrainConfig.obs='pixels' needs agent='dreamer' (the {self.agent} agent takes "
+                "state vectors only)"
+            )
+        from worldmodels.nets import check_image_shape
+
+        try:
+            check_image_shape((self.image_size, self.image_size, 3), self.dreamer.model.minres)
+        except ValueError as e:
+            raise ValueError(f"TrainConfig.image_size: {e}") from None
+
+    @property
+    def updates(self) -> int:
+        """Agent updates per vectorised env step: `updates_per_step` or the agent's default."""
+        if self.updates_per_step is None:
+            return AGENT_UPDATES_PER_STEP[self.agent]
+        return self.updates_per_step
 
     @property
     def agent_config(self):
@@ -165,18 +204,26 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
         agent_state = agent.init(k_agent, spec)
         env_state = env.reset(k_env)
         zero_action = jnp.zeros((n, spec.action_size))
+        carry = agent.initial_carry(agent_state, n)
         _, example = jax.eval_shape(lambda s, a: step_transition(env, s, a), env_state, zero_action)
+        example = with_context(example, carry, jnp.ones((n,), bool))
         example = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), example)
         return TrainState(
             agent=agent_state,
             replay=replay.init_replay(example, cfg.replay_capacity),
             env=env_state,
-            carry=agent.initial_carry(agent_state, n),
+            carry=carry,
             is_first=jnp.ones((n,), bool),
             episode_return=jnp.zeros((n,), jnp.float32),
             key=k_run,
             agent_steps=jnp.zeros((), jnp.int32),
         )
+
+    def with_context(tr: Transition, carry, first) -> Transition:
+        """Attaches the agent's replay context (its state at `tr.obs`) when it keeps one."""
+        if agent.context is None:
+            return tr
+        return tr.replace(context=Context(value=agent.context(carry), first=first))
 
     def env_step(ts: TrainState, key, random_actions: bool):
         if random_actions:
@@ -186,6 +233,8 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
         else:
             carry, action, info = agent.act(ts.agent, ts.carry, ts.env.obs, ts.is_first, key, False)
         env_state, tr = step_transition(env, ts.env, action)
+        # Random actions leave the carry behind the observations: no context to continue from.
+        tr = with_context(tr, carry, ts.is_first | random_actions)
         ret = ts.episode_return + tr.reward
         stats = {
             "train/episodes": jnp.sum(tr.done),
@@ -204,31 +253,49 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
 
     def updates(agent_state, buffer, key):
         k_sample, k_update = jax.random.split(key)
-        u, b = cfg.updates_per_step, cfg.agent_config.batch_size
+        u, b = cfg.updates, cfg.agent_config.batch_size
 
         def run(state):
             # One sample call for all updates of this step: the validity mask is built once.
-            batches = replay.sample_sequences(buffer, k_sample, u * b, seq_len, cross)
-            batches = jax.tree.map(
-                lambda x: jnp.moveaxis(x.reshape(seq_len, u, b, *x.shape[2:]), 1, 0), batches
+            flat, index = replay.sample_sequences(
+                buffer, k_sample, u * b, seq_len, cross, with_index=True
             )
-            step = lambda st, xs: agent.update(st, xs[0], xs[1])  # noqa: E731
-            state, metrics = jax.lax.scan(step, state, (batches, jax.random.split(k_update, u)))
-            return state, _mean_metrics(metrics)
+            split = lambda x: jnp.moveaxis(x.reshape(seq_len, u, b, *x.shape[2:]), 1, 0)  # noqa: E731
+            batches = jax.tree.map(split, flat)
+
+            def step(st, xs):
+                out = agent.update(st, xs[0], xs[1])
+                return out[0], out[1:]
+
+            state, outs = jax.lax.scan(step, state, (batches, jax.random.split(k_update, u)))
+            written = None
+            if agent.context is not None:  # refreshed contexts: [u, L, b, ...] -> [L, u * b, ...]
+                merge = lambda x: jnp.moveaxis(x, 0, 1).reshape(seq_len, u * b, *x.shape[3:])  # noqa: E731
+                written = (index, jax.tree.map(merge, outs[1]), flat.done)
+            return state, _mean_metrics(outs[0]), written
 
         def skip(state):  # until some episode outlasts a sequence, nothing valid can be sampled
-            shapes = jax.eval_shape(run, state)[1]
-            return state, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+            shapes = jax.eval_shape(run, state)
+            nan = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes[1])
+            written = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[2])
+            if written is not None:  # all "done": write_context leaves every row alone
+                written = (*written[:2], jnp.ones_like(written[2]))
+            return state, nan, written
 
-        return jax.lax.cond(replay.can_sample(buffer, seq_len, cross), run, skip, agent_state)
+        # The buffer stays out of the cond (a large operand there may be copied).
+        ok = replay.can_sample(buffer, seq_len, cross)
+        state, metrics, written = jax.lax.cond(ok, run, skip, agent_state)
+        if written is not None:
+            buffer = replay.write_context(buffer, *written)
+        return state, buffer, metrics
 
     def chunk(ts: TrainState, length: int, learn: bool):
         def body(ts, _):
             key, k_act, k_upd = jax.random.split(ts.key, 3)
             ts, stats = env_step(ts.replace(key=key), k_act, random_actions=not learn)
-            if learn and cfg.updates_per_step:
-                agent_state, metrics = updates(ts.agent, ts.replay, k_upd)
-                ts, stats = ts.replace(agent=agent_state), {**stats, **metrics}
+            if learn and cfg.updates:
+                agent_state, buffer, metrics = updates(ts.agent, ts.replay, k_upd)
+                ts, stats = ts.replace(agent=agent_state, replay=buffer), {**stats, **metrics}
             return ts, stats
 
         ts, stats = jax.lax.scan(body, ts, length=length)

@@ -34,8 +34,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent", default=TrainConfig.agent, choices=["tdmpc2", "dreamer"])
     parser.add_argument("--env", default=TrainConfig.env)
-    parser.add_argument("--updates-per-step", type=int, default=TrainConfig.updates_per_step)
+    parser.add_argument(
+        "--updates-per-step", type=int, default=None, help="default: the agent's own"
+    )
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--obs", default="state", choices=["state", "pixels"])
+    parser.add_argument("--image-size", type=int, default=TrainConfig.image_size)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
     parser.add_argument(
@@ -51,8 +55,11 @@ def main() -> None:
         seed=args.seed,
         eval_every=args.eval_every,
         updates_per_step=args.updates_per_step,
+        obs=args.obs,
+        image_size=args.image_size,
     )
-    out = Path("runs/bench") / f"{args.agent}-{args.env}-seed{args.seed}"
+    pixels = f"-pixels{args.image_size}" if args.obs == "pixels" else ""
+    out = Path("runs/bench") / f"{args.agent}-{args.env}{pixels}-seed{args.seed}"
     if out.exists():
         shutil.rmtree(out)
     start = time.time()
@@ -77,13 +84,15 @@ def main() -> None:
         "reached": first_reaching(rows, args.threshold),
         "final_eval_return": evals[-1]["eval/return"] if evals else None,
         "evals": evals,
+        "obs": args.obs,
         "command": f"python benchmarks/learning.py --agent {args.agent} --env {args.env} "
-        f"--steps {args.steps} --updates-per-step {args.updates_per_step} "
-        f"--eval-every {args.eval_every}",
+        f"--steps {args.steps} --eval-every {args.eval_every}"
+        + (f" --updates-per-step {args.updates_per_step}" if args.updates_per_step else "")
+        + (f" --obs pixels --image-size {args.image_size}" if pixels else ""),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     prefix = "learning" if args.agent == "tdmpc2" else f"learning_{args.agent}"
-    stem = RESULTS / f"{prefix}_{args.env}_cpu_{info['kind'].lower().replace('-', '')}"
+    stem = RESULTS / f"{prefix}_{args.env}{pixels}_cpu_{info['kind'].lower().replace('-', '')}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     name = {"tdmpc2": "TD-MPC2", "dreamer": "Dreamer"}[args.agent]
     plot_curve(rows, stem.with_suffix(".png"), f"{name} on {args.env} ({info['cpu']}, 2 cores)")

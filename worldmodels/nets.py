@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
@@ -314,17 +316,44 @@ class _BlockGRU(nnx.Module):
             act(norm(lin(p)))
             for lin, norm, p in zip(self.embeds, self.embed_norms, parts, strict=True)
         ]
-        # Every block sees its own slice of the state and the full embedding of all inputs.
-        emb = jnp.concatenate(embeds, axis=-1)[..., None, :]
-        emb = jnp.broadcast_to(emb, (*lead, g, emb.shape[-1]))
-        h = jnp.concatenate([deter.reshape(*lead, g, -1), emb], axis=-1).reshape(*lead, -1)
+        # Every block sees its own slice of the state and the full embedding of all inputs. The
+        # embedding is the same for every block, so its rows of each block's kernel make one dense
+        # `[E, blocks * out]` matmul (no `blocks`-fold broadcast of the embedding); the state
+        # slices go through the block-diagonal part. Same maths as `_BlockLinear` on the concat.
+        emb = jnp.concatenate(embeds, axis=-1)
+        d, bias = deter.shape[-1] // g, lambda b: b[...].reshape((1,) * len(lead) + (-1,))
+
+        def first(kernel):  # kernel [g, d + E, o] on concat(deter slice, emb) in each block
+            dense = jnp.moveaxis(kernel[:, d:], 0, 1).reshape(emb.shape[-1], -1)
+            return self._block_matmul(deter, kernel[:, :d]) + emb @ dense
+
+        h = None
         for layer, norm in zip(self.layers, self.norms, strict=True):
-            h = act(norm(layer(h)))
-        gates = self.gates(h).reshape(*lead, g, -1)
-        reset, cand, update = (z.reshape(*lead, -1) for z in jnp.split(gates, 3, axis=-1))
+            kernel = layer.kernel[...]
+            y = first(kernel) if h is None else self._block_matmul(h, kernel)
+            h = act(norm(y + bias(layer.bias)))
+        kernel = self.gates.kernel[...]
+        gates = first(kernel) if h is None else self._block_matmul(h, kernel)
+        gates_bias = self.gates.bias[...].reshape((1,) * len(lead) + (g, -1))
+        gates = gates.reshape(*lead, g, -1) + gates_bias
+        # The gate maths stays in the `[..., blocks, d]` layout: flattening each gate to
+        # `[..., deter]` first makes XLA:CPU emit this fusion unvectorised (6x slower).
+        reset, cand, update = jnp.split(gates, 3, axis=-1)
         cand = jnp.tanh(jax.nn.sigmoid(reset) * cand)
         update = jax.nn.sigmoid(update - 1.0)  # biased towards keeping the old state
-        return update * cand + (1.0 - update) * deter
+        out = update * cand + (1.0 - update) * deter.reshape(*lead, g, d)
+        return out.reshape(*lead, -1)
+
+    def _block_matmul(self, x, kernel):
+        """`x [..., blocks * i] -> [..., blocks * o]` by `kernel [blocks, i, o]`, block by block.
+
+        The blocks axis is moved to the front for the batched matmul: XLA:CPU runs a dot whose
+        batch axis leads several times faster than one with it between the batch and features.
+        """
+        g, lead = self.blocks, x.shape[:-1]
+        x = jnp.moveaxis(x.reshape(*lead, g, -1), -2, 0)
+        y = jnp.einsum("g...i,gio->g...o", x, kernel)
+        return jnp.moveaxis(y, 0, -2).reshape(*lead, -1)
 
 
 def block_gru(
@@ -374,4 +403,231 @@ def block_gru(
         lambda rngs: _BlockGRU(
             deter, tuple(inputs), hidden, blocks, norm=norm, act=act, layers=layers, rngs=rngs
         )
+    )
+
+
+# --- DreamerV3's image encoder and decoder: NHWC convolutions between `[H, W]` and `minres` ------
+
+
+def check_image_shape(image_shape: Sequence[int], minres: int = 4) -> int:
+    """Check that `conv_encoder`/`conv_decoder` can take images of `image_shape`.
+
+    Args:
+      image_shape: `(H, W, C)`, square, with `H = minres * 2**k` for some `k >= 1`.
+      minres: the resolution that the encoder's stride-2 stages halve the image down to.
+
+    Returns:
+      `k`, the number of stride-2 stages.
+
+    Raises:
+      ValueError: naming the shape and the sizes that would work.
+    """
+    if not isinstance(minres, int) or minres < 1:
+        raise ValueError(f"image: minres must be an int >= 1, got {minres!r}")
+    sizes = ", ".join(str(minres * 2**k) for k in range(1, 6))
+    use = f"use a square image of size {sizes}, ... (minres * 2**k) or change minres"
+    try:
+        shape = tuple(operator.index(s) for s in image_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) != 3:
+        raise ValueError(f"image shape must be (H, W, C) ints, got {image_shape!r}")
+    h, w, channels = shape
+    if channels < 1:
+        raise ValueError(f"image shape {shape}: channels must be >= 1, got {channels}")
+    if h != w:
+        raise ValueError(f"image shape {shape}: height {h} != width {w}; {use}")
+    k = max(h // minres, 1).bit_length() - 1
+    if k < 1 or h != minres * 2**k:
+        raise ValueError(
+            f"image shape {shape}: size {h} is not minres * 2**k with k >= 1 "
+            f"(minres={minres}); {use}"
+        )
+    return k
+
+
+def _conv_depths(image_shape, depth, mults, minres, where) -> tuple[int, ...]:
+    """Channels after each stride-2 stage: `depth * mults[i]`, the last mult repeating."""
+    stages = check_image_shape(image_shape, minres)
+    if not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"{where}: depth must be an int >= 1, got {depth!r}")
+    if not mults or any(not isinstance(m, int) or m < 1 for m in mults):
+        raise ValueError(f"{where}: mults must be non-empty ints >= 1, got {tuple(mults)!r}")
+    return tuple(depth * mults[min(i, len(mults) - 1)] for i in range(stages))
+
+
+def conv_embed_size(
+    image_shape: Sequence[int], depth: int, *, mults: Sequence[int] = (2, 3, 4, 4), minres: int = 4
+) -> int:
+    """Length of `conv_encoder`'s flat embedding: `minres**2 * depth * mults[stages - 1]`."""
+    return minres**2 * _conv_depths(image_shape, depth, mults, minres, "conv_embed_size")[-1]
+
+
+def _check_kernel(where: str, kernel: int) -> None:
+    if not isinstance(kernel, int) or kernel < 1:
+        raise ValueError(f"{where}: kernel must be an int >= 1, got {kernel!r}")
+
+
+def _conv_init(scale: float):
+    """`_fan_in_init` for conv kernels `[k, k, in, out]`, sampled flat and reshaped.
+
+    Bit-identical values; XLA on CPU compiles a 4-D truncated normal about 6x slower than a 1-D one
+    (seconds per kernel), which dominated the model's init compile.
+    """
+    if scale == 0.0:
+        return nnx.initializers.zeros_init()
+    base = _fan_in_init(scale)
+
+    def init(key, shape, dtype=jnp.float32):
+        # variance_scaling reads fan-in from the shape: give it `[fan_in, out]`.
+        flat = base(key, (math.prod(shape[:-1]), shape[-1]), dtype)
+        return flat.reshape(shape)
+
+    return init
+
+
+class _ConvEncoder(nnx.Module):
+    """Stride-2 Conv → norm → act per stage; the `[minres, minres, depth]` output flattened."""
+
+    def __init__(self, channels, depths, kernel, *, norm, act, rngs):
+        self.act = act
+        pairs = list(zip((channels, *depths[:-1]), depths, strict=True))
+        self.convs = nnx.List(
+            [
+                nnx.Conv(i, o, (kernel, kernel), 2, kernel_init=_conv_init(1.0), rngs=rngs)
+                for i, o in pairs
+            ]
+        )
+        self.norms = nnx.List([_norm(norm, o, rngs) for o in depths])
+
+    def __call__(self, x):
+        act, lead = _ACTIVATIONS[self.act], x.shape[:-3]
+        x = x.reshape(-1, *x.shape[-3:])  # one batch axis for the convolutions
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = act(norm(conv(x)))
+        return x.reshape(*lead, -1)
+
+
+def _depth_to_space(x: jax.Array) -> jax.Array:
+    """`[N, h, w, 4c] -> [N, 2h, 2w, c]`: each pixel's channels hold its 2x2 output block."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h, w, 2, 2, c // 4).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, 2 * h, 2 * w, c // 4)
+
+
+class _ConvDecoder(nnx.Module):
+    """Linear → norm → act to `[minres, minres, depth]`, then 2x upsampling stages."""
+
+    def __init__(self, in_size, channels, depths, kernel, minres, *, norm, act, out_scale, rngs):
+        self.act, self.shape = act, (minres, minres, depths[-1])
+        init, size = _conv_init(1.0), ((kernel + 1) // 2,) * 2
+        self.space = nnx.Linear(
+            in_size, minres**2 * depths[-1], kernel_init=_fan_in_init(1.0), rngs=rngs
+        )
+        self.space_norm = _norm(norm, depths[-1], rngs)
+        outs = depths[-2::-1]  # the encoder's channels in reverse
+        pairs = list(zip(depths[:0:-1], outs, strict=True))
+        self.convs = nnx.List(
+            [nnx.Conv(i, 4 * o, size, kernel_init=init, rngs=rngs) for i, o in pairs]
+        )
+        self.norms = nnx.List([_norm(norm, o, rngs) for o in outs])
+        last_init = _conv_init(out_scale)
+        self.out = nnx.Conv(depths[0], 4 * channels, size, kernel_init=last_init, rngs=rngs)
+
+    def __call__(self, x):
+        act, lead = _ACTIVATIONS[self.act], x.shape[:-1]
+        x = self.space(x.reshape(-1, x.shape[-1])).reshape(-1, *self.shape)
+        x = act(self.space_norm(x))
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = act(norm(_depth_to_space(conv(x))))
+        x = _depth_to_space(self.out(x))
+        return x.reshape(*lead, *x.shape[1:])
+
+
+def conv_encoder(
+    image_shape: Sequence[int],
+    depth: int,
+    *,
+    mults: Sequence[int] = (2, 3, 4, 4),
+    kernel: int = 5,
+    minres: int = 4,
+    norm: Norm = "rms",
+    act: Activation = "silu",
+) -> Net:
+    """DreamerV3's image encoder: stride-2 Conv → norm → act until `minres`, then flatten.
+
+    Stage `i` has `depth * mults[i]` channels (the last mult repeats when the image needs more
+    stages than `mults` has; a 64x64 image with `minres=4` has 4 stages, DreamerV3's layout).
+    Convolutions are NHWC with SAME padding; the norm is over channels. This is DreamerV3's
+    `strided=True` variant (its default convolves at full resolution and max-pools: 4x the work).
+
+    Args:
+      image_shape: `(H, W, C)`, see `check_image_shape`.
+      depth: base channel count (DreamerV3's `depth`).
+      mults: channel multipliers per stage.
+      kernel: convolution kernel size.
+      minres: output resolution.
+      norm, act: normalisation and activation after each convolution.
+
+    Returns:
+      `Net` mapping float images `[..., H, W, C]` to `[..., conv_embed_size(...)]`.
+
+    Example:
+      >>> enc = conv_encoder((16, 16, 3), 4)
+      >>> enc.apply(enc.init(jax.random.key(0)), jnp.zeros((5, 2, 16, 16, 3))).shape
+      (5, 2, 192)
+    """
+    depths = _conv_depths(image_shape, depth, mults, minres, "conv_encoder")
+    _check_kernel("conv_encoder", kernel)
+    _check_norm_act("conv_encoder", norm, act)
+    channels = image_shape[-1]
+    return _pure(lambda rngs: _ConvEncoder(channels, depths, kernel, norm=norm, act=act, rngs=rngs))
+
+
+def conv_decoder(
+    in_size: int,
+    image_shape: Sequence[int],
+    depth: int,
+    *,
+    mults: Sequence[int] = (2, 3, 4, 4),
+    kernel: int = 5,
+    minres: int = 4,
+    norm: Norm = "rms",
+    act: Activation = "silu",
+    out_scale: float = 1.0,
+) -> Net:
+    """DreamerV3's image decoder, the mirror of `conv_encoder` with the same arguments.
+
+    A linear layer (→ norm → act) makes a `[minres, minres, depth * mults[-1]]` grid; each
+    stage then doubles the resolution and steps down to the encoder's channels in reverse, the
+    last one to `C` channels without norm or activation. Each 2x upsampling is a sub-pixel
+    convolution: a `ceil(kernel / 2)`-wide convolution at the low resolution emitting 4x the
+    channels, rearranged depth-to-space. That is exactly a stride-2 transposed convolution with
+    kernel `2 * ceil(kernel / 2)`, and it can express DreamerV3's nearest-upsample + `kernel`
+    convolution, at about a quarter of the latter's work (3-5x faster on CPU).
+
+    Args:
+      in_size: input features.
+      image_shape: `(H, W, C)` of the output, see `check_image_shape`.
+      depth, mults, kernel, minres, norm, act: as `conv_encoder`.
+      out_scale: standard-deviation multiplier of the output layer's init.
+
+    Returns:
+      `Net` mapping `[..., in_size]` to `[..., H, W, C]` (no output activation).
+
+    Example:
+      >>> dec = conv_decoder(8, (16, 16, 3), 4)
+      >>> dec.apply(dec.init(jax.random.key(0)), jnp.zeros((5, 2, 8))).shape
+      (5, 2, 16, 16, 3)
+    """
+    depths = _conv_depths(image_shape, depth, mults, minres, "conv_decoder")
+    _check_kernel("conv_decoder", kernel)
+    _check_norm_act("conv_decoder", norm, act)
+    if not isinstance(in_size, int) or in_size < 1:
+        raise ValueError(f"conv_decoder: in_size must be an int >= 1, got {in_size!r}")
+    if out_scale < 0:
+        raise ValueError(f"conv_decoder: out_scale must be >= 0, got {out_scale}")
+    sizes = (in_size, image_shape[-1], depths, kernel, minres)
+    return _pure(
+        lambda rngs: _ConvDecoder(*sizes, norm=norm, act=act, out_scale=out_scale, rngs=rngs)
     )

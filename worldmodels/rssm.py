@@ -8,6 +8,12 @@ symlog bins), continue (Bernoulli), and either an observation decoder (symlog MS
 decoder-free variant, an inverse-dynamics head that predicts `a_t` from `(z_t, z_{t+1})`. The loss
 adds KL balancing (dynamics 0.5, representation 0.1, each clipped below at 1 free nat).
 
+Observations are vectors `[..., O]` (`init(key, O, A)`: symlog, then an MLP encoder and decoder)
+or uint8 images `[..., H, W, C]` (`init(key, (H, W, C), A)`): as DreamerV3, pixels become
+`x / 255 - 0.5`, a CNN (`nets.conv_encoder`) embeds them into a flat vector for the posterior,
+and the decoder (`nets.conv_decoder`, then `sigmoid - 0.5`) is trained with the squared error
+summed over pixels against `x / 255 - 0.5`.
+
 Example:
   >>> import jax, jax.numpy as jnp
   >>> model = make_rssm(RSSMConfig(deter=32, hidden=16, groups=4, classes=4, units=16, blocks=4))
@@ -30,7 +36,15 @@ import jax.numpy as jnp
 from flax import struct
 
 from worldmodels import dists
-from worldmodels.nets import block_gru, norm_mlp
+from worldmodels.nets import (
+    Net,
+    block_gru,
+    check_image_shape,
+    conv_decoder,
+    conv_embed_size,
+    conv_encoder,
+    norm_mlp,
+)
 from worldmodels.rssm_config import RSSMConfig
 
 __all__ = ["RSSMConfig", "RSSMModel", "RSSMState", "kl_balance", "make_rssm"]
@@ -57,12 +71,14 @@ class RSSMModel(NamedTuple):
     `init/initial/observe/imagine/loss` follow `worldmodels.types.WorldModel`; latents are
     `RSSMState`s with leading `[B]`. The rest work on any leading axes `[...]`:
       feat(latent) -> [..., feat_size]: `concat(deter, stoch)`, the actor/critic input
-      encode(params, obs [..., O]) -> tokens [..., units]
+      encode(params, obs [..., O] or uint8 [..., H, W, C]) -> tokens [..., E]: `E = units` for
+        vectors, `nets.conv_embed_size(...)` (`minres**2 * depth * mults[-1]`) for images
       core(params, latent, action [..., A]) -> deter [..., deter]: the GRU step
       prior_logits(params, deter) -> [..., groups, classes] (before unimix)
       post_logits(params, deter, tokens) -> [..., groups, classes] (before unimix)
       reward(params, latent) -> [...];  cont(params, latent) -> [...] probability of continuing
-      decode(params, latent) -> [..., O] symlog-space reconstruction (decoder variant only)
+      decode(params, latent) -> [..., O] symlog-space reconstruction, or [..., H, W, C] in
+        `(-0.5, 0.5)`, the space of `x / 255 - 0.5` (decoder variant only)
       inverse(params, z, z_next) -> [..., A] predicted action (inverse-dynamics variant only)
       model_loss(params, batch, key) -> (loss, (metrics, post)): `post` the posterior latents
         `[T, B, ...]` after each transition, the agent's imagination starts
@@ -98,9 +114,50 @@ def _where(mask: jax.Array, a, b):
     return jax.tree.map(pick, a, b)
 
 
-def _check_last(x: jax.Array, expected: int, what: str) -> None:
-    if x.shape[-1] != expected:
-        raise ValueError(f"RSSM: {what} must have shape [..., {expected}], got {x.shape}")
+ObsSize = int | tuple[int, int, int]  # a vector's length or an image's (H, W, C)
+
+
+def _check_last(x: jax.Array, expected: ObsSize, what: str) -> None:
+    shape = expected if isinstance(expected, tuple) else (expected,)
+    if x.shape[max(x.ndim - len(shape), 0) :] != shape:
+        dims = ", ".join(map(str, shape))
+        raise ValueError(f"RSSM: {what} must have shape [..., {dims}], got {x.shape}")
+
+
+def _obs_nets(
+    c: RSSMConfig, obs_size: ObsSize, feat_size: int, decoder: bool
+) -> tuple[Net, int, Net | None]:
+    """Observation encoder, its embedding size, decoder: MLPs for vectors, CNNs for images."""
+    if isinstance(obs_size, tuple):
+        conv = dict(mults=c.mults, kernel=c.kernel, minres=c.minres, norm=c.norm, act=c.act)
+        size = conv_embed_size(obs_size, c.depth, mults=c.mults, minres=c.minres)
+        dec = conv_decoder(feat_size, obs_size, c.depth, **conv) if decoder else None
+        return conv_encoder(obs_size, c.depth, **conv), size, dec
+    mk = functools.partial(norm_mlp, norm=c.norm, act=c.act)
+    dec = mk(feat_size, (c.units,) * c.dec_layers, obs_size) if decoder else None
+    return mk(obs_size, (c.units,) * c.enc_layers, None), c.units, dec
+
+
+def _obs_size(encoder: dict, minres: int) -> ObsSize:
+    """The observation size, read from the encoder's parameter shapes (static under jit).
+
+    Images: `H = W = minres * 2**stages` from the number of conv stages, `C` from the first
+    kernel; vectors: the first layer's input width.
+    """
+    if "convs" in encoder:
+        size = minres * 2 ** len(encoder["convs"])
+        return (size, size, encoder["convs"]["0"]["kernel"].shape[2])
+    return encoder["layers"]["0"]["kernel"].shape[0]
+
+
+def _obs_input(obs: jax.Array, obs_size: ObsSize) -> jax.Array:
+    """Encoder input and reconstruction target: `symlog(obs)`, or `obs / 255 - 0.5` for images."""
+    _check_last(obs, obs_size, "observation")
+    if not isinstance(obs_size, tuple):
+        return dists.symlog(obs)
+    if obs.dtype != jnp.uint8:
+        raise ValueError(f"RSSM: image observations must be uint8, got {obs.dtype} {obs.shape}")
+    return obs.astype(jnp.float32) / 255.0 - 0.5
 
 
 def kl_balance(
@@ -135,11 +192,12 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
     use_decoder = c.objective == "decoder"
 
     @functools.cache  # builds the NNX graphs once per (obs, action) size, at trace time
-    def nets(obs_size: int, action_size: int) -> dict:
+    def nets(obs_size: ObsSize, action_size: int) -> dict:
         mk = functools.partial(norm_mlp, norm=c.norm, act=c.act)
-        post_in = c.units if c.absolute else c.deter + c.units
+        encoder, embed, decoder = _obs_nets(c, obs_size, feat_size, use_decoder)
+        post_in = embed if c.absolute else c.deter + embed
         built = {
-            "encoder": mk(obs_size, (c.units,) * c.enc_layers, None),
+            "encoder": encoder,
             "core": block_gru(
                 c.deter,
                 (stoch_size, action_size),
@@ -155,21 +213,42 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
             "cont": mk(feat_size, (c.units,) * c.cont_layers, 1),
         }
         if use_decoder:
-            built["decoder"] = mk(feat_size, (c.units,) * c.dec_layers, obs_size)
+            built["decoder"] = decoder
         else:
             built["inverse"] = mk(2 * stoch_size, (c.units,) * c.inv_layers, action_size)
         return built
 
-    def sizes(params: dict) -> tuple[int, int]:
+    def sizes(params: dict) -> tuple[ObsSize, int]:
         """(obs_size, action_size), read from parameter shapes (static under jit)."""
         embeds = params["core"]["embeds"]
-        return params["encoder"]["layers"]["0"]["kernel"].shape[0], embeds["2"]["kernel"].shape[0]
+        return _obs_size(params["encoder"], c.minres), embeds["2"]["kernel"].shape[0]
 
     def apply(params: dict, name: str, x: jax.Array) -> jax.Array:
         return nets(*sizes(params))[name].apply(params[name], x)
 
-    def init(key: jax.Array, obs_size: int, action_size: int) -> dict:
-        if obs_size < 1 or action_size < 1:
+    def init(key: jax.Array, obs_size: ObsSize, action_size: int) -> dict:
+        """Fresh parameters: a plain nested dict of arrays (the sizes are in their shapes).
+
+        Args:
+          key: PRNG key.
+          obs_size: length `O` of vector observations, or `(H, W, C)` of uint8 image
+            observations (square, `H = minres * 2**k` with `k >= 1`; see
+            `nets.check_image_shape`), which selects the CNN encoder and decoder.
+          action_size: length `A` of actions.
+
+        Returns:
+          The parameters; with jit, pass `obs_size` and `action_size` as static arguments.
+
+        Raises:
+          ValueError: for sizes below 1 or an image shape the CNN cannot take.
+        """
+        if isinstance(obs_size, tuple | list):
+            try:
+                check_image_shape(obs_size, c.minres)
+            except ValueError as err:
+                raise ValueError(f"RSSM.init: obs_size: {err}") from None
+            obs_size = tuple(int(s) for s in obs_size)
+        if (not isinstance(obs_size, tuple) and obs_size < 1) or action_size < 1:
             raise ValueError(
                 f"obs_size and action_size must be >= 1, got {obs_size}, {action_size}"
             )
@@ -184,8 +263,7 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         return jnp.concatenate([latent.deter, stoch], axis=-1)
 
     def encode(params, obs):
-        _check_last(obs, sizes(params)[0], "observation")
-        return apply(params, "encoder", dists.symlog(obs))
+        return apply(params, "encoder", _obs_input(obs, sizes(params)[0]))
 
     def group(x):
         return x.reshape(*x.shape[:-1], c.groups, c.classes)
@@ -241,7 +319,9 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
     def decode(params, latent):
         if not use_decoder:
             raise ValueError("RSSM: decode needs RSSMConfig.objective='decoder'")
-        return apply(params, "decoder", feat(latent))
+        out = apply(params, "decoder", feat(latent))
+        # Images: DreamerV3's sigmoid output, shifted to the encoder's `x / 255 - 0.5` range.
+        return jax.nn.sigmoid(out) - 0.5 if "convs" in params["encoder"] else out
 
     def inverse(params, z, z_next):
         if use_decoder:
@@ -256,12 +336,13 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         deter = jnp.broadcast_to(deter, (*tokens.shape[:-1], c.deter))
         return RSSMState(deter, sample(post_logits(params, deter, tokens), key))
 
-    def posterior_sequence(params, batch, key):
+    def posterior_sequence(params, batch, key, start=None, start_first=None):
         """Posterior after each transition, `(z_t [T, B, G, C], post [T, B], logits)`."""
         k_reset, k_scan = jax.random.split(key)
         horizon = batch.action.shape[0]
         resets = reset_states(params, encode(params, batch.obs), k_reset)
-        first = jnp.concatenate([jnp.ones_like(batch.done[:1]), batch.done[:-1]], axis=0)
+        first0 = jnp.ones_like(batch.done[:1]) if start is None else start_first[None]
+        first = jnp.concatenate([first0.astype(batch.done.dtype), batch.done[:-1]], axis=0)
         tokens = encode(params, batch.next_obs)
 
         def step(prev, inputs):
@@ -272,34 +353,43 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
             post = RSSMState(deter, sample(logits, step_key))
             return post, (prev.stoch, post, logits)
 
-        carry = jax.tree.map(lambda x: x[0], resets)  # replaced at t=0, where is_first holds
+        carry = jax.tree.map(lambda x: x[0], resets) if start is None else sg(start)
         inputs = (resets, first, batch.action, tokens, jax.random.split(k_scan, horizon))
         _, outs = jax.lax.scan(step, carry, inputs)
         return outs
 
-    def model_loss(params, batch, key):
+    def model_loss(params, batch, key, start=None, start_first=None):
         """World-model loss on a `[T, B]` sequence batch.
 
         Args:
           params: model parameters.
           batch: fields `obs [T, B, O]`, `action [T, B, A]`, `reward [T, B]`,
             `next_obs [T, B, O]`, `terminated [T, B]`, `done [T, B]` (e.g.
-            `agents.types.Transition`). Step `t` starts an episode at `t = 0` and after `done`.
+            `agents.types.Transition`); image observations are uint8 `[T, B, H, W, C]`. Step `t`
+            starts an episode at `t = 0` (unless `start` is given) and after `done`.
           key: PRNG key.
+          start: optional `RSSMState` `[B, ...]`, the latent of `obs[0]` to continue from
+            (replay context; no gradient flows into it). Default: every sequence starts an
+            episode at `t = 0`.
+          start_first: `[B]` bool, with `start`: where true, `obs[0]` starts from scratch anyway.
 
         Returns:
           `(loss, (metrics, post))`; `post` is the posterior `RSSMState` `[T, B, ...]` after
           each transition (of `next_obs`).
         """
-        z_prev, post, logits = posterior_sequence(params, batch, key)
+        if (start is None) != (start_first is None):
+            raise ValueError("RSSM.model_loss: pass start and start_first together")
+        z_prev, post, logits = posterior_sequence(params, batch, key, start, start_first)
         prior = prior_logits(params, post.deter)
         dyn, rep, dyn_raw, rep_raw = kl_balance(logits, prior, c.unimix, c.free_nats)
         f = feat(post)
         reward_ce = dists.soft_ce(apply(params, "reward", f), batch.reward, **bins)
         alive = 1.0 - batch.terminated.astype(f.dtype)
         cont_nll = -dists.bernoulli_log_prob(apply(params, "cont", f)[..., 0], alive)
-        if use_decoder:
-            rec = dists.symlog_mse(decode(params, post), batch.next_obs)
+        if use_decoder:  # squared error summed over the observation's axes, in encoder space
+            target = _obs_input(batch.next_obs, sizes(params)[0])
+            axes = tuple(range(f.ndim - 1, target.ndim))
+            rec = jnp.sum((decode(params, post) - target) ** 2, axis=axes)
         else:
             rec = jnp.sum((inverse(params, z_prev, post.stoch) - batch.action) ** 2, axis=-1)
         total = jnp.mean(

@@ -1,15 +1,16 @@
 """`RSSMConfig`: the RSSM's sizes and loss weights, validated, with DreamerV3's size presets.
 
 The presets copy the `size*` blocks of DreamerV3's `configs.yaml` (danijar/dreamerv3): each sets
-`rssm.{deter, hidden, classes}` and the MLP width `units`; everything else keeps DreamerV3's
-defaults (32 stochastic groups, 8 GRU blocks, RMSNorm, SiLU, encoder and decoder 3 layers, reward
-and continue heads 1 layer, prior 2 layers, posterior 1 layer, 1 block-diagonal hidden layer).
-The CNN `depth` of those presets has no counterpart here: observations are vectors.
+`rssm.{deter, hidden, classes}`, the MLP width `units` and the CNN width `depth`; everything else
+keeps DreamerV3's defaults (32 stochastic groups, 8 GRU blocks, RMSNorm, SiLU, encoder and decoder
+3 layers, reward and continue heads 1 layer, prior 2 layers, posterior 1 layer, 1 block-diagonal
+hidden layer; for image observations CNN channel multipliers `(2, 3, 4, 4)`, kernel 5, and
+stride-2 stages down to 4x4, so 64x64 images take DreamerV3's 4 stages).
 
 Example:
   >>> cfg = RSSMConfig.size12m(objective="inverse_dynamics", absolute=True)
-  >>> cfg.deter, cfg.hidden, cfg.groups, cfg.classes, cfg.units
-  (2048, 256, 32, 16, 256)
+  >>> cfg.deter, cfg.hidden, cfg.groups, cfg.classes, cfg.units, cfg.depth
+  (2048, 256, 32, 16, 256, 16)
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-# name: (deter, hidden, classes, units), from DreamerV3's configs.yaml.
+# name: (deter, hidden, classes, units, depth), from DreamerV3's configs.yaml.
 _PRESETS = {
-    "size1m": (512, 64, 4, 64),
-    "size12m": (2048, 256, 16, 256),
-    "size25m": (3072, 384, 24, 384),
-    "size50m": (4096, 512, 32, 512),
-    "size100m": (6144, 768, 48, 768),
-    "size200m": (8192, 1024, 64, 1024),
-    "size400m": (12288, 1536, 96, 1536),
+    "size1m": (512, 64, 4, 64, 4),
+    "size12m": (2048, 256, 16, 256, 16),
+    "size25m": (3072, 384, 24, 384, 24),
+    "size50m": (4096, 512, 32, 512, 32),
+    "size100m": (6144, 768, 48, 768, 48),
+    "size200m": (8192, 1024, 64, 1024, 64),
+    "size400m": (12288, 1536, 96, 1536, 96),
 }
 
 
@@ -39,7 +40,14 @@ class RSSMConfig:
       groups: number of categorical latents (DreamerV3's `stoch`).
       classes: classes per categorical.
       blocks: diagonal blocks of the GRU.
-      units: width of the encoder, decoder and head MLPs; also the observation embedding size.
+      units: width of the encoder, decoder and head MLPs; also the embedding size of vector
+        observations.
+      depth: base channels of the image encoder and decoder (DreamerV3's CNN `depth`).
+      mults: channel multipliers of the CNN stages (the last repeats if the image needs more).
+      kernel: CNN kernel size.
+      minres: resolution that the image encoder's stride-2 stages halve images down to; images
+        must be square with size `minres * 2**k`, `k >= 1`. Image embeddings have
+        `minres**2 * depth * mults[k - 1]` features (256 for `size1m` at 64x64).
       enc_layers, dec_layers, reward_layers, cont_layers, inv_layers: MLP depths.
       img_layers: prior MLP depth; obs_layers: posterior MLP depth; dyn_layers: block-diagonal
         hidden layers inside the GRU.
@@ -63,6 +71,10 @@ class RSSMConfig:
     classes: int = 4
     blocks: int = 8
     units: int = 64
+    depth: int = 4
+    mults: tuple[int, ...] = (2, 3, 4, 4)
+    kernel: int = 5
+    minres: int = 4
     enc_layers: int = 3
     dec_layers: int = 3
     reward_layers: int = 1
@@ -88,6 +100,11 @@ class RSSMConfig:
 
     def __post_init__(self):
         self._check_sizes()
+        mults = self.mults
+        if not isinstance(mults, tuple) or not mults:
+            raise ValueError(f"RSSMConfig.mults must be a non-empty tuple, got {mults!r}")
+        if any(not isinstance(m, int) or m < 1 for m in mults):
+            raise ValueError(f"RSSMConfig.mults must hold ints >= 1, got {mults!r}")
         if self.deter % self.blocks:
             raise ValueError(
                 f"RSSMConfig.deter ({self.deter}) must be divisible by blocks ({self.blocks})"
@@ -123,6 +140,9 @@ class RSSMConfig:
             "classes": 2,
             "blocks": 1,
             "units": 1,
+            "depth": 1,
+            "kernel": 1,
+            "minres": 1,
             "enc_layers": 1,
             "num_bins": 2,
             **{
@@ -150,41 +170,41 @@ class RSSMConfig:
             raise ValueError(
                 f"RSSMConfig.preset: name must be one of {list(_PRESETS)}, got {name!r}"
             )
-        deter, hidden, classes, units = _PRESETS[name]
-        sizes = dict(deter=deter, hidden=hidden, classes=classes, units=units)
+        deter, hidden, classes, units, depth = _PRESETS[name]
+        sizes = dict(deter=deter, hidden=hidden, classes=classes, units=units, depth=depth)
         return cls(**(sizes | overrides))
 
     @classmethod
     def size1m(cls, **overrides) -> RSSMConfig:
-        """DreamerV3 `size1m`: deter 512, hidden 64, classes 4, units 64."""
+        """DreamerV3 `size1m`: deter 512, hidden 64, classes 4, units 64, depth 4."""
         return cls.preset("size1m", **overrides)
 
     @classmethod
     def size12m(cls, **overrides) -> RSSMConfig:
-        """DreamerV3 `size12m`: deter 2048, hidden 256, classes 16, units 256."""
+        """DreamerV3 `size12m`: deter 2048, hidden 256, classes 16, units 256, depth 16."""
         return cls.preset("size12m", **overrides)
 
     @classmethod
     def size25m(cls, **overrides) -> RSSMConfig:
-        """DreamerV3 `size25m`: deter 3072, hidden 384, classes 24, units 384."""
+        """DreamerV3 `size25m`: deter 3072, hidden 384, classes 24, units 384, depth 24."""
         return cls.preset("size25m", **overrides)
 
     @classmethod
     def size50m(cls, **overrides) -> RSSMConfig:
-        """DreamerV3 `size50m`: deter 4096, hidden 512, classes 32, units 512."""
+        """DreamerV3 `size50m`: deter 4096, hidden 512, classes 32, units 512, depth 32."""
         return cls.preset("size50m", **overrides)
 
     @classmethod
     def size100m(cls, **overrides) -> RSSMConfig:
-        """DreamerV3 `size100m`: deter 6144, hidden 768, classes 48, units 768."""
+        """DreamerV3 `size100m`: deter 6144, hidden 768, classes 48, units 768, depth 48."""
         return cls.preset("size100m", **overrides)
 
     @classmethod
     def size200m(cls, **overrides) -> RSSMConfig:
-        """DreamerV3 `size200m`: deter 8192, hidden 1024, classes 64, units 1024."""
+        """DreamerV3 `size200m`: deter 8192, hidden 1024, classes 64, units 1024, depth 64."""
         return cls.preset("size200m", **overrides)
 
     @classmethod
     def size400m(cls, **overrides) -> RSSMConfig:
-        """DreamerV3 `size400m`: deter 12288, hidden 1536, classes 96, units 1536."""
+        """DreamerV3 `size400m`: deter 12288, hidden 1536, classes 96, units 1536, depth 96."""
         return cls.preset("size400m", **overrides)

@@ -17,8 +17,9 @@ from agents.dreamer import (
 from agents.envs import ENV_NAMES
 from agents.run import build
 from agents.train import TrainConfig
-from agents.types import EnvSpec, Transition
+from agents.types import Context, EnvSpec, Transition
 from worldmodels import dists
+from worldmodels.rssm import RSSMState
 
 SPEC = EnvSpec(
     name="toy", obs_size=4, action_size=2, num_envs=3, episode_length=50, action_repeat=1
@@ -28,7 +29,8 @@ CFG = DreamerConfig.tiny()
 
 @pytest.fixture(scope="module")
 def agents():
-    dyn = dataclasses.replace(CFG, actor_grad="dynamics")
+    # The dynamics-gradient agent also covers training without replay context.
+    dyn = dataclasses.replace(CFG, actor_grad="dynamics", replay_context=False)
     return {grad: make_dreamer(c, SPEC) for grad, c in (("reinforce", CFG), ("dynamics", dyn))}
 
 
@@ -43,8 +45,11 @@ def jitted(agents):
 
 
 def _batch(key, t=CFG.batch_length, b=CFG.batch_size):
-    k = jax.random.split(key, 4)
+    k = jax.random.split(key, 6)
     done = jax.random.uniform(k[3], (t, b)) < 0.1
+    m = CFG.model
+    stoch = jax.nn.one_hot(jax.random.randint(k[4], (t, b, m.groups), 0, m.classes), m.classes)
+    latent = RSSMState(deter=jnp.tanh(jax.random.normal(k[5], (t, b, m.deter))), stoch=stoch)
     return Transition(
         obs=jax.random.normal(k[0], (t, b, 4)),
         action=jnp.tanh(jax.random.normal(k[1], (t, b, 2))),
@@ -52,6 +57,7 @@ def _batch(key, t=CFG.batch_length, b=CFG.batch_size):
         next_obs=jax.random.normal(k[2], (t, b, 4)),
         terminated=done,
         done=done,
+        context=Context(value=latent, first=jnp.zeros((t, b), bool)),
     )
 
 
@@ -136,7 +142,12 @@ def test_critic_target_is_two_hot_of_the_return():
 @pytest.mark.parametrize("grad", ["reinforce", "dynamics"])
 def test_update_moves_everything_with_finite_metrics(jitted, grad):
     state = jitted["state"]
-    new, metrics = jitted["update"][grad](state, _batch(jax.random.key(5)), jax.random.key(6))
+    out = jitted["update"][grad](state, _batch(jax.random.key(5)), jax.random.key(6))
+    new, metrics = out[:2]
+    if grad == "reinforce":  # with replay context: the posteriors to write back, [T, B]
+        assert out[2].deter.shape == (CFG.batch_length, CFG.batch_size, CFG.model.deter)
+    else:
+        assert len(out) == 2
     assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
     assert float(metrics["grad_norm/actor"]) > 0
     assert int(new.updates) == int(state.updates) + 1
@@ -160,7 +171,7 @@ def test_no_recompile_on_second_call(agents, jitted, count_compiles):
     def step(i, state, carry):
         obs = jax.random.normal(jax.random.key(i), (3, 4))
         carry, _, _ = act(state, carry, obs, jnp.zeros(3, bool), jax.random.key(i), False)
-        state, _ = update(state, _batch(jax.random.key(i)), jax.random.key(i))
+        state = update(state, _batch(jax.random.key(i)), jax.random.key(i))[0]
         return jax.block_until_ready((state, carry))
 
     state, carry = step(0, state, carry)
@@ -237,3 +248,27 @@ def test_env_trains_one_chunk(name):
     assert 0 < float(result["eval/length"]) <= cfg.episode_length
     assert state.carry.action.shape == (cfg.num_envs, spec.action_size)
     assert int(state.agent.updates) == cfg.chunk_steps
+
+
+def test_pixels_train_one_chunk_with_collection_in_the_scan(count_compiles):
+    """`wm train --agent dreamer --obs pixels`: frames rendered on device, CNN world model."""
+    cfg = dataclasses.replace(TINY, obs="pixels", image_size=16, replay_capacity=100)
+    spec, _, trainer = build(cfg)
+    assert spec.image_shape == (16, 16, 3)
+    state = trainer.init(jax.random.key(0))
+    assert state.replay.data.obs.shape[2:] == (16, 16, 3)
+    assert state.replay.data.obs.dtype == jnp.uint8
+    state, _ = trainer.seed_chunk(state)
+    state, metrics = trainer.train_chunk(state)
+    for k in ("loss/model", "loss/decoder", "loss/actor", "loss/critic"):
+        assert np.isfinite(float(metrics[k])), k
+    assert int(state.agent.updates) == cfg.chunk_steps
+    assert "convs" in state.agent.params["model"]["encoder"]
+    # Replay context rides in replay: acting latents of the trained steps (first=False there).
+    first = np.asarray(state.replay.data.context.first)
+    assert first[: int(state.replay.rows)].mean() < 1.0
+    result = trainer.evaluate(state.agent, jax.random.key(1))
+    assert np.isfinite(float(result["eval/return"]))
+    with count_compiles() as events:
+        state, _ = trainer.train_chunk(state)
+    assert events == []

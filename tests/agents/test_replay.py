@@ -235,3 +235,57 @@ def test_cross_episodes_allows_done_inside_but_never_the_write_head():
     assert starts.max() <= 10 - seq_len and np.all(
         np.diff(np.asarray(batch.obs[:, :, 0]), axis=0) == 1
     )
+
+
+def test_context_rides_along_and_write_back_targets_the_next_step(key):
+    """`write_context` puts value[t] at row rows[t] + 1, except after `done` or into the head."""
+    from agents.replay import write_context
+    from agents.types import Context
+
+    rows_n, n = 6, 2
+    stream = []
+    for t in range(8):  # 8 adds into 6 rows: wrapped, head at row 2
+        done = np.array([t == 3, False])
+        ctx = Context(value=jnp.full((n, 2), -1.0), first=jnp.asarray([t == 0, t == 0]))
+        stream.append(
+            Transition(
+                obs=jnp.full((n, 1), float(t)),
+                action=jnp.zeros((n, 1)),
+                reward=jnp.zeros(n),
+                next_obs=jnp.full((n, 1), float(t + 1)),
+                terminated=jnp.asarray(done),
+                done=jnp.asarray(done),
+                context=ctx,
+            )
+        )
+    state = init_replay(stream[0], rows_n * n)
+    for tr in stream:
+        state = add(state, tr)
+    assert int(state.head) == 2
+    batch, (rows, envs) = sample_sequences(state, key, 16, 3, True, with_index=True)
+    np.testing.assert_array_equal(
+        np.asarray(batch.context.first), np.asarray(state.data.context.first)[rows, envs[None]]
+    )
+    value = jnp.broadcast_to(batch.obs[..., :1] + 100.0, (3, 16, 2))  # tagged by its own step
+    new = write_context(state, (rows, envs), value, batch.done)
+    got_v, got_first = np.asarray(new.data.context.value), np.asarray(new.data.context.first)
+    old_v = np.asarray(state.data.context.value)
+    done, obs = np.asarray(state.data.done), np.asarray(state.data.obs)[..., 0]
+    written = set()
+    for t in range(3):
+        for j in range(16):
+            r, e = int(rows[t, j]), int(envs[j])
+            target = (r + 1) % rows_n
+            if not done[r, e] and target != 2:
+                written.add((target, e))
+                assert got_v[target, e, 0] == obs[r, e] + 100.0  # the value of step r's next obs
+                assert obs[target, e] == obs[r, e] + 1  # ... which is the obs stored there
+                assert not got_first[target, e]
+    assert written  # something was written
+    for r in range(rows_n):
+        for e in range(n):
+            if (r, e) not in written:
+                np.testing.assert_array_equal(got_v[r, e], old_v[r, e])
+    with pytest.raises(ValueError, match="context"):
+        plain = init_replay(stream[0].replace(context=None), rows_n * n)
+        write_context(plain, (rows, envs), value, batch.done)

@@ -96,6 +96,12 @@ def _allclose(a, b, **kw):
         (dict(objective="pixels"), "objective"),
         (dict(objective="inverse_dynamics"), "absolute"),
         (dict(enc_layers=0), "enc_layers"),
+        (dict(depth=0), "depth"),
+        (dict(kernel=0), "kernel"),
+        (dict(minres=0), "minres"),
+        (dict(mults=()), "mults"),
+        (dict(mults=[2, 3]), "mults"),
+        (dict(mults=(2, 0)), "mults"),
     ],
 )
 def test_bad_config_is_one_clear_error(bad, field):
@@ -104,12 +110,13 @@ def test_bad_config_is_one_clear_error(bad, field):
 
 
 def test_presets_match_dreamerv3():
-    expected = {"size1m": (512, 64, 4, 64), "size12m": (2048, 256, 16, 256)}
-    expected |= {"size25m": (3072, 384, 24, 384), "size200m": (8192, 1024, 64, 1024)}
+    expected = {"size1m": (512, 64, 4, 64, 4), "size12m": (2048, 256, 16, 256, 16)}
+    expected |= {"size25m": (3072, 384, 24, 384, 24), "size200m": (8192, 1024, 64, 1024, 64)}
     for name, sizes in expected.items():
         cfg = getattr(RSSMConfig, name)()
-        assert (cfg.deter, cfg.hidden, cfg.classes, cfg.units) == sizes
+        assert (cfg.deter, cfg.hidden, cfg.classes, cfg.units, cfg.depth) == sizes
         assert (cfg.groups, cfg.blocks) == (32, 8)
+        assert (cfg.mults, cfg.kernel, cfg.minres) == ((2, 3, 4, 4), 5, 4)
     assert RSSMConfig() == RSSMConfig.size1m()
     assert RSSMConfig.size12m(unimix=0.0).unimix == 0.0
 
@@ -335,3 +342,139 @@ def test_inverse_dynamics_variant_trains_on_a_fixed_batch():
     assert m1["loss/reward"] < m0["loss/reward"]
     # The head that replaces reconstruction also shapes the representation (the posterior).
     assert np.any(m0["head_to_post"] != 0)
+
+
+# --- Image observations: DreamerV3's CNN encoder and decoder ------------------------------------
+
+IMG = (16, 16, 3)  # minres 4: two stride-2 stages, 8 and 12 channels, a 4 * 4 * 12 embedding
+IMG_CFG = dataclasses.replace(CFG, depth=4, minres=4)
+
+
+def _render(obs):
+    """uint8 images `[..., 16, 16, 3]` of states `[..., OBS]`: a blob at `tanh(obs[:2])`."""
+    lead = obs.shape[:-1]
+    grid = jnp.linspace(-1.0, 1.0, IMG[0]).reshape((1,) * len(lead) + (1, IMG[1]))
+    x = jnp.tanh(obs[..., 0]).reshape(*lead, 1, 1)
+    y = jnp.tanh(obs[..., 1]).reshape(*lead, 1, 1)
+    blob = jnp.exp(-((grid - x) ** 2 + (jnp.swapaxes(grid, -1, -2) - y) ** 2) / 0.2)
+    colour = jax.nn.sigmoid(jnp.stack([obs[..., 2], -obs[..., 2], obs[..., 3]], axis=-1))
+    return jnp.round(255.0 * blob[..., None] * colour[..., None, None, :]).astype(jnp.uint8)
+
+
+def _image_batch(key):
+    batch = _batch(key)
+    return batch._replace(obs=_render(batch.obs), next_obs=_render(batch.next_obs))
+
+
+@pytest.fixture(scope="module")
+def image_model():
+    return make_rssm(IMG_CFG)
+
+
+@pytest.fixture(scope="module")
+def image_params(image_model):
+    return jax.jit(image_model.init, static_argnums=(1, 2))(jax.random.key(0), IMG, ACT)
+
+
+@pytest.fixture(scope="module")
+def image_grad(image_model):
+    return jax.jit(jax.value_and_grad(image_model.model_loss, has_aux=True))
+
+
+def test_image_encode_decode_shapes_with_leading_axes(image_model, image_params):
+    p = image_params
+    assert set(p["encoder"]) == {"convs", "norms"} and "convs" in p["decoder"]
+    assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(p))  # orbax-friendly
+    assert p["post"]["layers"]["0"]["kernel"].shape[0] == CFG.deter + 4 * 4 * 12
+    obs = _image_batch(jax.random.key(1)).obs  # uint8 [T, B, 16, 16, 3]
+    tokens = jax.jit(image_model.encode)(p, obs)
+    assert tokens.shape == (T, B, 192) and tokens.dtype == jnp.float32
+    np.testing.assert_allclose(image_model.encode(p, obs[0]), tokens[0], rtol=1e-5, atol=1e-5)
+    latent = jax.tree.map(lambda x: jnp.broadcast_to(x, (T, *x.shape)), image_model.initial(p, B))
+    recon = jax.jit(image_model.decode)(p, latent)
+    assert recon.shape == (T, B, *IMG) and recon.dtype == jnp.float32
+    assert np.all(np.abs(recon) < 0.5)  # sigmoid - 0.5: the range of x / 255 - 0.5
+    with pytest.raises(ValueError, match=r"observation must have shape \[\.\.\., 16, 16, 3\]"):
+        image_model.encode(p, obs[..., :8, :])
+    with pytest.raises(ValueError, match="must be uint8"):
+        image_model.encode(p, obs.astype(jnp.float32))
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((60, 60, 3), r"\(60, 60, 3\): size 60 is not minres \* 2\*\*k.* 8, 16, 32, 64, 128"),
+        ((64, 32, 3), r"\(64, 32, 3\): height 64 != width 32"),
+        ((64, 64), r"\(H, W, C\).*\(64, 64\)"),
+        ((4, 4, 3), "size 4 is not minres"),
+        ((16, 16, 0), "channels must be >= 1"),
+    ],
+)
+def test_bad_image_shape_is_one_clear_error_before_compiling(
+    image_model, shape, message, count_compiles
+):
+    key = jax.random.key(0)
+    with count_compiles() as events, pytest.raises(ValueError, match=message):
+        image_model.init(key, shape, ACT)
+    assert events == []
+    with pytest.raises(ValueError, match=message):
+        jax.jit(image_model.init, static_argnums=(1, 2))(key, shape, ACT)
+
+
+def test_image_observe_under_jit_does_not_recompile(image_model, image_params, count_compiles):
+    batch, keys = _image_batch(jax.random.key(12)), jax.random.split(jax.random.key(13), 2)
+    observe, start = jax.jit(image_model.observe), image_model.initial(image_params, B)
+    first = jnp.array([True, False, True, False])
+    latent, out = observe(image_params, start, batch.action[0], batch.obs[0], first, keys[0])
+    assert latent.deter.shape == (B, CFG.deter) and out["logits"].shape == (B, 3, 4)
+    args = (image_params, start, batch.action[1], batch.obs[1], ~first, keys[1])
+    with count_compiles() as events:
+        other, _ = observe(*args)
+        other.deter.block_until_ready()
+    assert events == [] and not np.allclose(other.deter, latent.deter)
+
+
+def test_image_decoder_variant_trains_on_a_fixed_batch(image_params, image_grad, count_compiles):
+    batch, key = _image_batch(jax.random.key(10)), jax.random.key(11)
+    curve = _train(image_grad, image_params, batch, key, steps=30)
+    (first, m0), (last, m1) = curve[0], curve[-1]
+    assert last < 0.5 * first and m1["loss/decoder"] < 0.5 * m0["loss/decoder"]
+    assert m1["loss/reward"] < m0["loss/reward"]
+    batch2 = _image_batch(jax.random.key(14))
+    with count_compiles() as events:  # new data, same shapes: the compiled loss is reused
+        (loss, _), grads = image_grad(image_params, batch2, key)
+        loss.block_until_ready()
+    assert events == [] and np.isfinite(loss)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+def test_image_inverse_dynamics_variant_runs():
+    model = make_rssm(dataclasses.replace(INV_CFG, depth=4, minres=4))
+    params = jax.jit(model.init, static_argnums=(1, 2))(jax.random.key(0), IMG, ACT)
+    assert "decoder" not in params and "convs" in params["encoder"]
+    assert params["post"]["layers"]["0"]["kernel"].shape[0] == 192  # absolute: tokens only
+    grad_fn = jax.jit(jax.value_and_grad(model.loss, has_aux=True))
+    (loss, metrics), grads = grad_fn(params, _image_batch(jax.random.key(10)), jax.random.key(11))
+    assert np.isfinite(loss) and "loss/inverse" in metrics and "loss/decoder" not in metrics
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    assert np.any(grads["encoder"]["convs"]["0"]["kernel"] != 0)  # the CNN learns from it
+
+
+def test_replay_context_start_continues_the_sequence(model, params, key):
+    """`start` replaces the reset at t = 0 unless `start_first`; no gradient flows into it."""
+    k_batch, k_loss = jax.random.split(key)
+    batch = _batch(k_batch)
+    loss = jax.jit(model.model_loss)
+    plain, (_, post) = loss(params, batch, k_loss)
+    start = jax.tree.map(lambda x: x[-1], post)  # some other latent per sequence
+    first = jnp.ones((B,), bool)
+    same, (_, post_same) = loss(params, batch, k_loss, start, first)
+    np.testing.assert_allclose(same, plain, rtol=1e-6)
+    _allclose(post_same, post)
+    cont, (_, post_cont) = loss(params, batch, k_loss, start, first.at[0].set(False))
+    assert not np.allclose(post_cont.deter[0, 0], post.deter[0, 0])  # continued from start
+    np.testing.assert_allclose(post_cont.deter[0, 1:], post.deter[0, 1:], rtol=1e-6)
+    grad = jax.grad(lambda s: model.model_loss(params, batch, k_loss, s, first.at[0].set(False))[0])
+    assert all(float(jnp.abs(g).sum()) == 0 for g in jax.tree.leaves(grad(start)))
+    with pytest.raises(ValueError, match="together"):
+        model.model_loss(params, batch, k_loss, start)
