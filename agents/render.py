@@ -235,7 +235,8 @@ def make_renderer(sys, camera: Camera, size: int) -> Callable[[object], jax.Arra
         through = jnp.cumprod(1.0 - cover, axis=0)
         before = jnp.concatenate([jnp.ones_like(through[:1]), through[:-1]], axis=0)
         weights = (cover * before)[..., None]
-        image = jnp.sum(weights * colors, 0) + through[-1][..., None] * jnp.asarray(BACKGROUND)[None, None]
+        background = jnp.asarray(BACKGROUND)[None, None]
+        image = jnp.sum(weights * colors, 0) + through[-1][..., None] * background
         return jnp.round(jnp.clip(image, 0.0, 1.0) * 255).astype(jnp.uint8)
 
     return render
