@@ -165,6 +165,7 @@ def make_renderer(sys, camera: Camera, size: int) -> Callable[[object], jax.Arra
     body, sizes = jnp.asarray(g["body"]), jnp.asarray(g["size"])
     geom_pos, geom_quat = jnp.asarray(g["pos"]), jnp.asarray(g["quat"])
     eye = jnp.eye(3, dtype=jnp.float32)
+    static_bias = jnp.asarray(np.where(g["body"] == 0, 1e-3, 0.0), jnp.float32)
 
     def render(pipeline_state) -> jax.Array:
         # World frames of the bodies (body 0 is the world), then of the geoms.
@@ -229,7 +230,8 @@ def make_renderer(sys, camera: Camera, size: int) -> Callable[[object], jax.Arra
         colors = rgba[:, None, None, :3] * shade[..., None]  # [G, S, S, 3]
 
         # Front to back: each geom shows through what nearer geoms leave uncovered.
-        depth = depth_sign * pos[:, order[2]] + jnp.where(is_plane, 1e6, 0.0)
+        # The floor is behind everything; the world's own geoms (rails) behind bodies at a tie.
+        depth = depth_sign * pos[:, order[2]] + jnp.where(is_plane, 1e6, 0.0) + static_bias
         idx = jnp.argsort(depth)
         cover, colors = cover[idx], colors[idx]
         through = jnp.cumprod(1.0 - cover, axis=0)
