@@ -7,6 +7,7 @@ in the same process with a large f32 matmul, so "fraction of peak" compares like
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import statistics
@@ -16,10 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agents.dreamer import make_dreamer, make_imagination
 from agents.envs import make_env
 from agents.tdmpc2 import make_tdmpc2
 from agents.train import TrainConfig
-from agents.types import EnvSpec, Transition
+from agents.types import Context, EnvSpec, Transition
+from worldmodels.rssm import RSSMState
 
 
 def machine_info() -> dict:
@@ -153,6 +156,84 @@ def bench_agent(agent_cfg, spec: EnvSpec, *, num_envs=(1, 64), repeats=10, peak=
     return rows
 
 
+def bench_dreamer(
+    agent_cfg,
+    spec: EnvSpec,
+    *,
+    starts: int = 1024,
+    horizon: int = 15,
+    batch: tuple[int, int] = (16, 64),
+    num_envs=(),
+    repeats: int = 10,
+    peak=None,
+) -> dict:
+    """Imagination throughput and update latency of a Dreamer config (plus acting latency).
+
+    Rows: `imagine_{starts}x{horizon}`: the update's imagination alone (actor and RSSM prior,
+    reward and continue heads, `horizon` steps in one `lax.scan`, forward only) from `starts`
+    random latents, with `imagined_steps_per_s`; `update_{B}x{T}`: one full `update` (world model,
+    actor, critic) on a `[T, B]` batch of random transitions; `act_{n}env` per `num_envs`.
+    `agent_cfg.horizon` is replaced by `horizon` for the imagination row only.
+    """
+    peak = peak or matmul_peak()
+    rows, m = {}, agent_cfg.model
+    agent = make_dreamer(agent_cfg, spec)
+    state = agent.init(jax.random.key(0), spec)
+    for n in num_envs:
+        carry = agent.initial_carry(state, n)
+        obs = _observations(spec, (n,), jax.random.key(1))
+        args = (state, carry, obs, jnp.zeros(n, bool), jax.random.key(2), False)
+        act = jax.jit(agent.act, static_argnums=5)
+        flops, xla, compile_s, compiled = compiled_flops(act, *args, static=1)
+        seconds = time_call(compiled, *args[:-1], repeats=repeats)
+        rows[f"act_{n}env"] = _row(seconds, flops, xla, compile_s, peak)
+
+    k = jax.random.split(jax.random.key(4), 2)
+    start = RSSMState(
+        deter=jnp.tanh(jax.random.normal(k[0], (starts, m.deter))),
+        stoch=jax.nn.one_hot(jax.random.randint(k[1], (starts, m.groups), 0, m.classes), m.classes),
+    )
+    imagine = jax.jit(make_imagination(dataclasses.replace(agent_cfg, horizon=horizon), spec))
+    args = (state, start, jax.random.key(5))
+    flops, xla, compile_s, compiled = compiled_flops(imagine, *args)
+    seconds = time_call(compiled, *args, repeats=repeats)
+    row = _row(seconds, flops, xla, compile_s, peak)
+    row["imagined_steps_per_s"] = round(starts * horizon / seconds, 1)
+    row["mflop_per_step"] = round(flops / (starts * horizon) / 1e6, 3)
+    rows[f"imagine_{starts}x{horizon}"] = row
+
+    b, t = batch
+    data = _sequence_batch(agent, state, spec, t, b)
+    update = jax.jit(agent.update)
+    args = (state, data, jax.random.key(3))
+    flops, xla, compile_s, compiled = compiled_flops(update, *args)
+    seconds = time_call(compiled, *args, repeats=repeats)
+    rows[f"update_{b}x{t}"] = _row(seconds, flops, xla, compile_s, peak)
+    return rows
+
+
+def _sequence_batch(agent, state, spec: EnvSpec, t: int, b: int) -> Transition:
+    """`_batch` of `[t, b]` for `agent.update`, with a stored latent per step if it takes one."""
+    data = _batch(spec, t, b)
+    if spec.image_shape is not None:
+        k = jax.random.split(jax.random.key(6))
+        data = data.replace(
+            obs=_observations(spec, (t, b), k[0]), next_obs=_observations(spec, (t, b), k[1])
+        )
+    if getattr(agent, "context", None) is not None:  # replay context (Dreamer)
+        value = agent.context(agent.initial_carry(state, b))
+        value = jax.tree.map(lambda x: jnp.broadcast_to(x, (t, *x.shape)), value)
+        data = data.replace(context=Context(value=value, first=jnp.zeros((t, b), bool)))
+    return data
+
+
+def _observations(spec: EnvSpec, lead: tuple[int, ...], key) -> jax.Array:
+    """Random observations `[*lead, ...]`: uint8 frames for pixel specs, else normal vectors."""
+    if spec.image_shape is None:
+        return jax.random.normal(key, (*lead, spec.obs_size))
+    return jax.random.randint(key, (*lead, *spec.image_shape), 0, 256).astype(jnp.uint8)
+
+
 def _row(seconds: float, flops: float, xla_flops: float, compile_s: float, peak: float) -> dict:
     gflops = flops / seconds / 1e9
     return {
@@ -207,13 +288,38 @@ def bench_train(cfg: TrainConfig, repeats: int = 3) -> dict:
 
 
 def bench_config(cfg: TrainConfig, repeats: int = 10) -> dict:
-    """What `wm bench` prints: agent latencies, env and train throughput for one TrainConfig."""
+    """What `wm bench` prints: agent latencies, env and train throughput for one TrainConfig.
+
+    The agent is `cfg.agent`'s: TD-MPC2 plan and update latency (`bench_agent`), or Dreamer acting
+    latency, imagination from `batch_size * batch_length` starts and update (`bench_dreamer`).
+    """
     peak = matmul_peak()
-    _, spec = make_env(cfg.env, num_envs=cfg.num_envs, action_repeat=cfg.action_repeat)
-    out = {"machine": machine_info(), "matmul_peak_gflops": round(peak, 1), "env": cfg.env}
-    out.update(
-        bench_agent(cfg.tdmpc2, spec, num_envs=(1, cfg.num_envs), repeats=repeats, peak=peak)
+    _, spec = make_env(
+        cfg.env,
+        num_envs=cfg.num_envs,
+        action_repeat=cfg.action_repeat,
+        obs=cfg.obs,
+        image_size=cfg.image_size,
     )
+    out = {"machine": machine_info(), "matmul_peak_gflops": round(peak, 1), "env": cfg.env}
+    out["agent"], out["obs"] = cfg.agent, cfg.obs
+    envs = tuple(dict.fromkeys((1, cfg.num_envs)))  # one row per batch size
+    if cfg.agent == "dreamer":
+        d = cfg.dreamer
+        out.update(
+            bench_dreamer(
+                d,
+                spec,
+                starts=d.batch_size * d.batch_length,
+                horizon=d.horizon,
+                batch=(d.batch_size, d.batch_length),
+                num_envs=envs,
+                repeats=repeats,
+                peak=peak,
+            )
+        )
+    else:
+        out.update(bench_agent(cfg.tdmpc2, spec, num_envs=envs, repeats=repeats, peak=peak))
     out["env_steps_per_s"] = round(bench_env(cfg.env, cfg.num_envs), 1)
     out.update(bench_train(cfg))
     return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in out.items()}

@@ -6,6 +6,7 @@ wm train --tdmpc2.model.latent-dim 128 --tdmpc2.planner.num-samples 256
 wm train --resume runs/hopper              # continue from the last checkpoint
 wm eval runs/hopper                        # evaluate the trained agent alone
 wm bench                                   # plan/update latency and env steps/s of a config
+wm bench --agent dreamer                   # Dreamer: act, imagination and update speed
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Eval:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Bench(TrainConfig):
-    """Measure plan latency, update latency, env steps/s and train-chunk speed for a config.
+    """Measure the agent's speed (plan or act, imagination, update), env steps/s, train chunks.
 
     Attributes:
       repeats: timed calls per measurement (median reported).

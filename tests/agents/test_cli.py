@@ -97,3 +97,14 @@ def test_resume_refuses_a_changed_config_naming_the_field(saved_run, capsys):
 def test_resume_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
     code, out = _run(capsys, "train", "--resume", str(tmp_path / "nope"))
     assert code == 2 and "not a run directory" in out.err
+
+
+def test_bench_benchmarks_the_selected_agent(monkeypatch, tmp_path, capsys):
+    import agents.bench
+
+    seen = []
+    fake = lambda cfg, repeats: seen.append((cfg.agent, repeats)) or {"agent": cfg.agent}
+    monkeypatch.setattr(agents.bench, "bench_config", fake)
+    out = tmp_path / "bench.json"
+    main(["bench", "--agent", "dreamer", "--repeats", "2", "--json-out", str(out)])
+    assert seen == [("dreamer", 2)] and json.loads(out.read_text()) == {"agent": "dreamer"}
