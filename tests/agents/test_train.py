@@ -7,9 +7,17 @@ import jax
 import numpy as np
 import pytest
 
+import agents.run
 from agents.checkpoint import Checkpointer
 from agents.metrics import MetricsLog
-from agents.run import build, config_from_dict, config_to_dict, evaluate_run, run_training
+from agents.run import (
+    RESUMABLE_FIELDS,
+    build,
+    config_from_dict,
+    config_to_dict,
+    evaluate_run,
+    run_training,
+)
 from agents.tdmpc2 import TDMPC2Config
 from agents.train import TrainConfig
 
@@ -29,9 +37,27 @@ CFG = TrainConfig(
 )
 
 
+_BUILT = {}
+
+
+def _shared_build(cfg):
+    """`build`, once per config up to the schedule fields (no compiled function reads them): the
+    run-directory tests then reuse the compiled chunks instead of tracing them again."""
+    fields = {k: v for k, v in config_to_dict(cfg).items() if k not in RESUMABLE_FIELDS}
+    key = json.dumps(fields, sort_keys=True)
+    if key not in _BUILT:
+        _BUILT[key] = build(cfg)
+    return _BUILT[key]
+
+
+@pytest.fixture(autouse=True)
+def _share_compiled(monkeypatch):
+    monkeypatch.setattr(agents.run, "build", _shared_build)
+
+
 @pytest.fixture(scope="module")
 def trainer():
-    return build(CFG)[2]
+    return _shared_build(CFG)[2]
 
 
 def _leaves(state):
