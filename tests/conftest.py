@@ -20,6 +20,19 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+# The longest files first: xdist hands whole files to its two workers in this order, and a long
+# file started last would leave one worker running alone at the end.
+_LONG_FILES = ("test_learning.py", "test_dreamer.py", "test_train.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return _LONG_FILES.index(name) if name in _LONG_FILES else len(_LONG_FILES)
+
+    items.sort(key=rank)  # stable: each file's tests stay together and in order
+
+
 @pytest.fixture
 def key(request):
     """A fresh typed key per test, derived from the test's name so failures reproduce."""

@@ -1,6 +1,8 @@
 """`wm train --env NAME` works for every Brax env: one seed chunk, one train chunk, one eval.
 
-hopper runs by default; the others are marked slow (about a minute each: `pytest -m slow`).
+All are marked slow (1-5 minutes each: `pytest -m slow tests/agents/test_every_env_trains.py`);
+the default run trains inverted_pendulum (tests/agents/test_train.py) and steps every env
+(tests/agents/test_envs.py).
 """
 
 import dataclasses
@@ -27,9 +29,8 @@ TINY = TrainConfig(
 )
 
 
-@pytest.mark.parametrize(
-    "name", [n if n == "hopper" else pytest.param(n, marks=pytest.mark.slow) for n in ENV_NAMES]
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ENV_NAMES)
 def test_env_trains_one_chunk(name):
     cfg = dataclasses.replace(TINY, env=name)
     spec, _, trainer = build(cfg)
