@@ -229,12 +229,10 @@ TINY = TrainConfig(
 )
 
 
-# inverted_pendulum runs by default (60 s: the whole train chunk compiles); hopper (85 s) and the
-# other envs are marked slow: `pytest -m slow tests/agents/test_dreamer.py`.
-@pytest.mark.parametrize(
-    "name",
-    [n if n == "inverted_pendulum" else pytest.param(n, marks=pytest.mark.slow) for n in ENV_NAMES],
-)
+# All marked slow (1-3 minutes each: `pytest -m slow tests/agents/test_dreamer.py`); the default
+# run trains a chunk from pixels below, the same train loop and agent with a CNN in front.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ENV_NAMES)
 def test_env_trains_one_chunk(name):
     cfg = dataclasses.replace(TINY, env=name)
     spec, _, trainer = build(cfg)
@@ -263,6 +261,7 @@ def test_pixels_train_one_chunk_with_collection_in_the_scan(count_compiles):
     for k in ("loss/model", "loss/decoder", "loss/actor", "loss/critic"):
         assert np.isfinite(float(metrics[k])), k
     assert int(state.agent.updates) == cfg.chunk_steps
+    assert state.carry.action.shape == (cfg.num_envs, spec.action_size)
     assert "convs" in state.agent.params["model"]["encoder"]
     # Replay context rides in replay: acting latents of the trained steps (first=False there).
     first = np.asarray(state.replay.data.context.first)
