@@ -571,9 +571,11 @@ _conv_same = jax.custom_vjp(_conv_nhwc, nondiff_argnums=(2,))  # `_conv_nhwc`, c
 _conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
 
 
-def _conv(conv: nnx.Conv, x: jax.Array, stride: int) -> jax.Array:
+def _conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
     """`conv(x)` for an NHWC `nnx.Conv` with SAME padding, by `_conv_same` (fast in loops)."""
-    return _conv_same(x, conv.kernel[...], stride) + conv.bias[...].reshape(1, 1, 1, -1)
+    strides = conv.strides if isinstance(conv.strides, tuple) else (conv.strides or 1,) * 2
+    assert conv.padding == "SAME" and strides[0] == strides[1], (conv.padding, strides)
+    return _conv_same(x, conv.kernel[...], strides[0]) + conv.bias[...].reshape(1, 1, 1, -1)
 
 
 class _ConvEncoder(nnx.Module):
@@ -594,7 +596,7 @@ class _ConvEncoder(nnx.Module):
         act, lead = _ACTIVATIONS[self.act], x.shape[:-3]
         x = x.reshape(-1, *x.shape[-3:])  # one batch axis for the convolutions
         for conv, norm in zip(self.convs, self.norms, strict=True):
-            x = act(norm(_conv(conv, x, 2)))
+            x = act(norm(_conv(conv, x)))
         return x.reshape(*lead, -1)
 
 
@@ -629,8 +631,8 @@ class _ConvDecoder(nnx.Module):
         x = self.space(x.reshape(-1, x.shape[-1])).reshape(-1, *self.shape)
         x = act(self.space_norm(x))
         for conv, norm in zip(self.convs, self.norms, strict=True):
-            x = act(norm(_depth_to_space(_conv(conv, x, 1))))
-        x = _depth_to_space(_conv(self.out, x, 1))
+            x = act(norm(_depth_to_space(_conv(conv, x))))
+        x = _depth_to_space(_conv(self.out, x))
         return x.reshape(*lead, *x.shape[1:])
 
 

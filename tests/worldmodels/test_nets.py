@@ -196,7 +196,7 @@ def test_conv_nets_equal_nnx_conv(conv_nets, monkeypatch):
     img = jax.random.uniform(jax.random.key(3), (2, 16, 16, 3)) - 0.5
     loss = lambda pe, pd: jnp.sum((dec.apply(pd, enc.apply(pe, img)[..., :6]) - img) ** 2)
     value, grads = jax.value_and_grad(loss, argnums=(0, 1))(pe, pd)
-    monkeypatch.setattr(nets, "_conv", lambda conv, x, stride: conv(x))  # `nnx.Conv` itself
+    monkeypatch.setattr(nets, "_conv", lambda conv, x: conv(x))  # `nnx.Conv` itself
     value_ref, grads_ref = jax.value_and_grad(loss, argnums=(0, 1))(pe, pd)
     np.testing.assert_allclose(value, value_ref, rtol=1e-5)
     for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
