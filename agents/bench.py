@@ -19,6 +19,7 @@ import numpy as np
 
 from agents.dreamer import make_dreamer, make_imagination
 from agents.envs import make_env
+from agents.hostmem import host_allocator
 from agents.tdmpc2 import make_tdmpc2
 from agents.train import TrainConfig
 from agents.types import Context, EnvSpec, Transition
@@ -50,6 +51,7 @@ def machine_info() -> dict:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [d.device_kind for d in jax.devices()],
+        "host_allocator": host_allocator(),  # agents.hostmem: tuned (wm, benchmarks) or default
     }
 
 

@@ -20,6 +20,7 @@ from typing import Annotated
 
 import tyro
 
+from agents.hostmem import tune_host_allocator
 from agents.train import TrainConfig
 
 
@@ -151,6 +152,7 @@ def parse(argv: list[str]) -> Train | Eval | Bench:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `wm` command."""
+    tune_host_allocator()  # before JAX starts its CPU threads (see agents.hostmem)
     try:
         cmd = parse(sys.argv[1:] if argv is None else list(argv))
     except (ValueError, FileNotFoundError) as e:  # config validation, or no run to resume

@@ -3,8 +3,9 @@
 One `update` on a `[T, B]` replay batch (DreamerV3, Hafner et al. 2023):
   1. world model: one optimiser step on `RSSMModel.model_loss`, which also gives the posterior
      latents `[T, B]`, the starts of imagination (stop-gradient);
-  2. imagination: `H` prior steps from all `T * B` starts under the actor
-     (`worldmodels.sequence.imagine`), with the updated model;
+  2. imagination: `H` prior steps from all `T * B` starts under the actor (one `lax.scan` of
+     the actor and `RSSMModel.prior_step`; reward and continue heads after it), with the updated
+     model;
   3. lambda-returns of the predicted rewards, bootstrapped with the critic; the continue head
      discounts them and weights every loss by `cumprod(discount * cont) / discount`;
   4. actor: REINFORCE with advantages `(R - v) / max(1, P95 - P5)` (EMA of the return percentiles,
@@ -54,7 +55,7 @@ import optax
 from flax import struct
 
 from agents.types import Agent, EnvSpec
-from worldmodels import dists, sequence
+from worldmodels import dists
 from worldmodels.nets import norm_mlp
 from worldmodels.rssm import RSSMState, make_rssm
 from worldmodels.rssm_config import RSSMConfig
@@ -295,16 +296,27 @@ def _actor(cfg: DreamerConfig, model, action_size: int):
 
 
 def _imagine(cfg: DreamerConfig, model, policy, actor_params, model_params, start, key):
-    """`cfg.horizon` prior steps from `start [N]` under the actor: `sequence.imagine`'s output."""
+    """`cfg.horizon` prior steps from `start [N]` under the actor, in one `lax.scan`.
+
+    Returns `(latents [H, N], actions [H, N, A], {"reward", "cont"} [H, N])` as
+    `worldmodels.sequence.imagine` (same keys, same samples), but only the actor and the prior
+    step (`RSSMModel.prior_step`) run inside the scan: the reward and continue heads run once on
+    all `H * N` latents afterwards, as `H`-times-larger matmuls outside the sequential loop.
+    """
     dynamics = cfg.actor_grad == "dynamics"
 
-    def policy_fn(latent, k):
-        latent = latent if dynamics else sg(latent)
-        mean, std = policy(actor_params, latent)
-        action = mean + std * jax.random.normal(k, mean.shape)
-        return action if dynamics else sg(action)
+    def body(latent, step_key):
+        policy_key, model_key = jax.random.split(step_key)
+        mean, std = policy(actor_params, latent if dynamics else sg(latent))
+        action = mean + std * jax.random.normal(policy_key, mean.shape)
+        action = action if dynamics else sg(action)
+        latent, _ = model.prior_step(model_params, latent, action, model_key)
+        return latent, (latent, action)
 
-    return sequence.imagine(model, model_params, start, policy_fn, cfg.horizon, key)
+    keys = jax.random.split(key, cfg.horizon)
+    _, (latents, actions) = jax.lax.scan(body, start, keys)
+    reward, cont = model.reward(model_params, latents), model.cont(model_params, latents)
+    return latents, actions, {"reward": reward, "cont": cont}
 
 
 def make_imagination(cfg: DreamerConfig, spec: EnvSpec):
@@ -372,26 +384,25 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         action = jnp.clip(action, -1.0, 1.0)
         return DreamerCarry(latent=latent, action=action), action, {}
 
-    def rollout(actor_params, model_params, critic_params, start, cont0, key):
-        """Imagine from `start [N]`: states `[H + 1, N]`, actions, weights, values, returns."""
+    def rollout(actor_params, model_params, start, cont0, key):
+        """Imagine from `start [N]`: states `[H + 1, N]`, actions, weights, rewards, continues."""
         latents, actions, outs = _imagine(
             cfg, model, policy, actor_params, model_params, start, key
         )
         states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), start, latents)
         cont = jnp.concatenate([cont0[None], outs["cont"]])
         weight = jnp.cumprod(cfg.discount * cont, axis=0) / cfg.discount
-        values = value(jax.tree.map(sg, critic_params), states)
-        returns = lambda_returns(outs["reward"], outs["cont"], values, cfg.discount, cfg.lam)
-        return states, actions, sg(weight), values, returns, outs["reward"]
+        return states, actions, sg(weight), outs["reward"], outs["cont"]
 
-    def actor_loss(actor_params, model_params, critic_params, retnorm, start, cont0, key):
-        states, actions, weight, values, returns, reward = rollout(
-            actor_params, model_params, critic_params, start, cont0, key
-        )
+    def returns_and_scale(reward, cont, values, retnorm):
+        returns = lambda_returns(reward, cont, values, cfg.discount, cfg.lam)
         retnorm = update_retnorm(
             retnorm, returns, cfg.retnorm_rate, cfg.retnorm_low, cfg.retnorm_high
         )
-        scale = return_scale(retnorm, cfg.retnorm_limit)
+        return returns, retnorm, return_scale(retnorm, cfg.retnorm_limit)
+
+    def actor_objective(actor_params, states, actions, weight, returns, values, scale, reward):
+        """The actor's loss given the imagined trajectory and its `returns [H, N]`."""
         mean, std = policy(actor_params, sg(jax.tree.map(lambda x: x[:-1], states)))
         entropy = jnp.sum(0.5 + _HALF_LOG_2PI + jnp.log(std), axis=-1)
         if cfg.actor_grad == "dynamics":
@@ -410,22 +421,72 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
             "return/scale": scale,
             "imag/reward": reward.mean(),
         }
+        return loss, metrics
+
+    def dynamics_actor_loss(actor_params, model_params, critic_params, retnorm, start, cont0, key):
+        """`actor_grad="dynamics"`: the returns backpropagate through the imagined rollout."""
+        states, actions, weight, reward, cont = rollout(
+            actor_params, model_params, start, cont0, key
+        )
+        values = value(jax.tree.map(sg, critic_params), states)
+        returns, retnorm, scale = returns_and_scale(reward, cont, values, retnorm)
+        loss, metrics = actor_objective(
+            actor_params, states, actions, weight, returns, values, scale, reward
+        )
         traj = (sg(states), sg(weight), sg(returns))
         return loss, (traj, retnorm, metrics)
 
-    def critic_loss(critic_params, slow_params, states, weight, returns):
-        states = jax.tree.map(lambda x: x[:-1], states)
-        logits = critic_net.apply(critic_params, model.feat(states))
-        slow = value(slow_params, states)
+    def critic_logits_loss(logits, slow, weight, returns):
+        """Two-hot CE of critic `logits [H, N, bins]` towards the returns and the slow values."""
         ce = dists.soft_ce(logits, returns, **bins) + cfg.slow_reg * dists.soft_ce(
             logits, slow, **bins
         )
         loss = jnp.mean(weight[:-1] * ce)
         return loss, {"loss/critic": loss, "value/mean": dists.two_hot_inv(logits, **bins).mean()}
 
+    def critic_loss(critic_params, slow_params, states, weight, returns):
+        states = jax.tree.map(lambda x: x[:-1], states)
+        logits = critic_net.apply(critic_params, model.feat(states))
+        return critic_logits_loss(logits, value(slow_params, states), weight, returns)
+
     def step(tx, grads, opt_state, params):
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
+
+    def behaviour_dynamics(p, model_params, slow_critic, retnorm, start, cont0, key):
+        """Actor and critic gradients with the actor trained through the model (Dreamer v1)."""
+        grad_fn = jax.value_and_grad(dynamics_actor_loss, has_aux=True)
+        (_, (traj, retnorm, actor_metrics)), actor_grads = grad_fn(
+            p["actor"], model_params, p["critic"], retnorm, start, cont0, key
+        )
+        grad_fn = jax.value_and_grad(critic_loss, has_aux=True)
+        (_, critic_metrics), critic_grads = grad_fn(p["critic"], slow_critic, *traj)
+        return actor_grads, critic_grads, retnorm, {**actor_metrics, **critic_metrics}
+
+    def behaviour_reinforce(p, model_params, slow_critic, retnorm, start, cont0, key):
+        """Actor and critic gradients with REINFORCE (DreamerV3).
+
+        No gradient flows through the imagination here, so it runs outside any `grad`, and the
+        critic's forward pass on the imagined states serves twice: the values of the
+        lambda-returns and (through `jax.vjp`) the critic loss, both with the same parameters.
+        """
+        states, actions, weight, reward, cont = rollout(p["actor"], model_params, start, cont0, key)
+        f = model.feat(states)
+        logits, critic_vjp = jax.vjp(lambda cp: critic_net.apply(cp, f[:-1]), p["critic"])
+        last = critic_net.apply(p["critic"], f[-1])
+        values = dists.two_hot_inv(jnp.concatenate([logits, last[None]]), **bins)
+        returns, retnorm, scale = returns_and_scale(reward, cont, values, retnorm)
+        grad_fn = jax.value_and_grad(actor_objective, has_aux=True)
+        (_, actor_metrics), actor_grads = grad_fn(
+            p["actor"], states, actions, weight, returns, values, scale, reward
+        )
+        slow = value(slow_critic, jax.tree.map(lambda x: x[:-1], states))
+        grad_fn = jax.value_and_grad(critic_logits_loss, has_aux=True)
+        (_, critic_metrics), dlogits = grad_fn(logits, slow, weight, returns)
+        (critic_grads,) = critic_vjp(dlogits)
+        return actor_grads, critic_grads, retnorm, {**actor_metrics, **critic_metrics}
+
+    behaviour = behaviour_dynamics if cfg.actor_grad == "dynamics" else behaviour_reinforce
 
     def update(state: DreamerState, batch, key):
         """One Dreamer update on a `[T, B]` batch of sequences (`Transition`)."""
@@ -443,19 +504,15 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         flat = lambda x: sg(x.reshape(-1, *x.shape[2:]))
         start = jax.tree.map(flat, post)
         cont0 = flat(1.0 - batch.terminated.astype(jnp.float32))
-        grad_fn = jax.value_and_grad(actor_loss, has_aux=True)
-        (_, (traj, retnorm, actor_metrics)), grads = grad_fn(
-            p["actor"], model_params, p["critic"], state.retnorm, start, cont0, k_imag
+        actor_grads, critic_grads, retnorm, ac_metrics = behaviour(
+            p, model_params, state.slow_critic, state.retnorm, start, cont0, k_imag
         )
-        metrics["grad_norm/actor"] = optax.tree.norm(grads)
-        actor_params, actor_opt = step(actor_tx, grads, state.actor_opt, p["actor"])
-
-        grad_fn = jax.value_and_grad(critic_loss, has_aux=True)
-        (_, critic_metrics), grads = grad_fn(p["critic"], state.slow_critic, *traj)
-        metrics["grad_norm/critic"] = optax.tree.norm(grads)
-        critic_params, critic_opt = step(critic_tx, grads, state.critic_opt, p["critic"])
+        metrics["grad_norm/actor"] = optax.tree.norm(actor_grads)
+        metrics["grad_norm/critic"] = optax.tree.norm(critic_grads)
+        actor_params, actor_opt = step(actor_tx, actor_grads, state.actor_opt, p["actor"])
+        critic_params, critic_opt = step(critic_tx, critic_grads, state.critic_opt, p["critic"])
         slow = optax.incremental_update(critic_params, state.slow_critic, cfg.slow_rate)
-        metrics.update(actor_metrics, **critic_metrics)
+        metrics.update(ac_metrics)
         new_state = DreamerState(
             params={"model": model_params, "actor": actor_params, "critic": critic_params},
             slow_critic=slow,

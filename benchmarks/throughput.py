@@ -28,6 +28,7 @@ from agents.bench import (
 )
 from agents.dreamer import DreamerConfig
 from agents.envs import make_env
+from agents.hostmem import host_allocator, tune_host_allocator
 from agents.tdmpc2 import TDMPC2Config
 from agents.train import TrainConfig
 from worldmodels.rssm_config import RSSMConfig
@@ -87,6 +88,7 @@ def run_dreamer(kind: str, spec, peak: float, quick: bool) -> dict:
         "matmul_peak_gflops": round(peak, 1),
         "date": time.strftime("%Y-%m-%d"),
         "load_before": [round(x, 2) for x in os.getloadavg()],
+        "host_allocator": host_allocator(),
         "sizes": {},
     }
     for size in ("size1m",) if quick else tuple(DREAMER_SIZES):
@@ -177,7 +179,8 @@ def markdown(r: dict) -> str:
         f"# Throughput on {m['cpu']} ({m['kind']}: {', '.join(m['simd'])}; {m['cores']} cores)",
         "",
         f"JAX {m['jax']} on {m['backend']}; measured f32 matmul peak **{r['matmul_peak_gflops']} "
-        f"GFLOP/s**; date {r['date']}. Reproduce: `python benchmarks/throughput.py`.",
+        f"GFLOP/s**; date {r['date']}; host allocator {m.get('host_allocator', 'default')} "
+        "(`agents/hostmem.py`). Reproduce: `python benchmarks/throughput.py`.",
         "",
     ]
     if "agent" in r:
@@ -218,11 +221,13 @@ def _dreamer_markdown(d: dict) -> list[str]:
     lines = [
         "## Dreamer (RSSM), DreamerV3 defaults at its size presets",
         "",
-        "Imagination: actor + RSSM prior + reward/continue heads, 1024 starts x horizon 15 in one "
-        "`lax.scan`, forward only. Train step: the full `update` (world model, imagination, "
-        f"actor, critic) on a 16 x 64 batch. Matmul peak in this run **{d['matmul_peak_gflops']} "
+        "Imagination: actor + RSSM prior, 1024 starts x horizon 15 in one `lax.scan`, then the "
+        "reward and continue heads on all imagined latents; forward only. Train step: the full "
+        "`update` (world model, imagination, actor, critic) on a 16 x 64 batch. Matmul peak in "
+        f"this run **{d['matmul_peak_gflops']} "
         f"GFLOP/s**; date {d['date']}; load average (1, 5, 15 min) before {d['load_before']}, "
-        f"after {d['load_after']} (other processes share the 2 cores). Reproduce: "
+        f"after {d['load_after']} (other processes share the 2 cores); host allocator "
+        f"{d.get('host_allocator', 'default')}. Reproduce: "
         "`python benchmarks/throughput.py --only dreamer`.",
         "",
         "| workload | result | official | target | met | ms | GFLOP | GFLOP/s | of peak | "
@@ -268,6 +273,7 @@ def main() -> None:
         help="run one agent's rows and merge them into the existing results file",
     )
     args = parser.parse_args()
+    tune_host_allocator()  # as `wm` does, before JAX starts (see agents/hostmem.py)
     result = run(args.quick, args.only)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"throughput_{'cpu_' + result['machine']['kind'].lower().replace('-', '')}"

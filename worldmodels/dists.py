@@ -135,7 +135,12 @@ def categorical_sample_st(logits: jax.Array, key: jax.Array) -> jax.Array:
       `[..., K]` float: a one-hot sample in the forward pass whose gradient with respect to
       `logits` is the gradient of `softmax(logits)`.
     """
-    index = jax.random.categorical(key, logits, axis=-1)
+    # Inverse-CDF sampling: one uniform per distribution instead of the `K` Gumbels of
+    # `jax.random.categorical` (the random bits were 7% of DreamerV3's imagination on CPU).
+    # The last class takes whatever the rounded CDF leaves, so an index is always in range.
+    u = jax.random.uniform(key, (*logits.shape[:-1], 1), logits.dtype)
+    cdf = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
+    index = jnp.sum(cdf[..., :-1] <= u, axis=-1)
     return _straight_through(jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype), logits)
 
 

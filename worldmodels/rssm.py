@@ -75,6 +75,8 @@ class RSSMModel(NamedTuple):
         vectors, `nets.conv_embed_size(...)` (`minres**2 * depth * mults[-1]`) for images
       core(params, latent, action [..., A]) -> deter [..., deter]: the GRU step
       prior_logits(params, deter) -> [..., groups, classes] (before unimix)
+      prior_step(params, latent, action, key) -> (latent, prior logits): `imagine` without the
+        heads, for callers that run `reward`/`cont` once on all imagined steps after the scan
       post_logits(params, deter, tokens) -> [..., groups, classes] (before unimix)
       reward(params, latent) -> [...];  cont(params, latent) -> [...] probability of continuing
       decode(params, latent) -> [..., O] symlog-space reconstruction, or [..., H, W, C] in
@@ -95,6 +97,7 @@ class RSSMModel(NamedTuple):
     encode: Any
     core: Any
     prior_logits: Any
+    prior_step: Any
     post_logits: Any
     reward: Any
     cont: Any
@@ -309,10 +312,13 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
     def cont(params, latent):
         return jax.nn.sigmoid(apply(params, "cont", feat(latent))[..., 0])
 
-    def imagine(params, latent, action, key):
+    def prior_step(params, latent, action, key):
         deter = core(params, latent, action)
         logits = prior_logits(params, deter)
-        latent = RSSMState(deter, sample(logits, key))
+        return RSSMState(deter, sample(logits, key)), logits
+
+    def imagine(params, latent, action, key):
+        latent, logits = prior_step(params, latent, action, key)
         out = {"reward": reward(params, latent), "cont": cont(params, latent), "logits": logits}
         return latent, out
 
@@ -426,6 +432,7 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         encode=encode,
         core=core,
         prior_logits=prior_logits,
+        prior_step=prior_step,
         post_logits=post_logits,
         reward=reward,
         cont=cont,

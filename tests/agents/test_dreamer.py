@@ -9,6 +9,8 @@ import pytest
 
 from agents.dreamer import (
     DreamerConfig,
+    _actor,
+    _imagine,
     lambda_returns,
     make_dreamer,
     return_scale,
@@ -19,7 +21,8 @@ from agents.run import build
 from agents.train import TrainConfig
 from agents.types import Context, EnvSpec, Transition
 from worldmodels import dists
-from worldmodels.rssm import RSSMState
+from worldmodels.nets import norm_mlp
+from worldmodels.rssm import RSSMState, make_rssm
 
 SPEC = EnvSpec(
     name="toy", obs_size=4, action_size=2, num_envs=3, episode_length=50, action_repeat=1
@@ -160,6 +163,82 @@ def test_update_moves_everything_with_finite_metrics(jitted, grad):
         strict=True,
     ):
         np.testing.assert_allclose(slow, old + CFG.slow_rate * (fast - old), atol=1e-6)
+
+
+def _reference_actor_critic(state, new, batch, post, key):
+    """DreamerV3's actor and critic losses and gradients, each through its own forward passes."""
+    sg, m = jax.lax.stop_gradient, CFG.model
+    model = make_rssm(m)
+    _, policy = _actor(CFG, model, SPEC.action_size)
+    critic = norm_mlp(
+        model.feat_size, (CFG.units,) * CFG.layers, m.num_bins, norm=m.norm, act=m.act
+    )
+    bins = dict(num_bins=m.num_bins, vmin=m.vmin, vmax=m.vmax)
+    value = lambda params, s: dists.two_hot_inv(critic.apply(params, model.feat(s)), **bins)
+    flat = lambda x: x.reshape(-1, *x.shape[2:])
+    start, cont0 = jax.tree.map(flat, post), flat(1.0 - batch.terminated.astype(jnp.float32))
+    k_imag = jax.random.split(key)[1]
+    critic_params, disc = state.params["critic"], CFG.discount
+
+    def actor_loss(actor_params):
+        latents, actions, outs = _imagine(
+            CFG, model, policy, actor_params, new.params["model"], start, k_imag
+        )
+        states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), start, latents)
+        weight = sg(jnp.cumprod(disc * jnp.concatenate([cont0[None], outs["cont"]]), 0) / disc)
+        values = value(sg(critic_params), states)
+        returns = lambda_returns(outs["reward"], outs["cont"], values, disc, CFG.lam)
+        retnorm = update_retnorm(
+            state.retnorm, returns, CFG.retnorm_rate, CFG.retnorm_low, CFG.retnorm_high
+        )
+        scale = return_scale(retnorm, CFG.retnorm_limit)
+        mean, std = policy(actor_params, sg(jax.tree.map(lambda x: x[:-1], states)))
+        half_log_2pi = 0.5 * np.log(2 * np.pi)
+        logp = jnp.sum(-0.5 * ((actions - mean) / std) ** 2 - jnp.log(std) - half_log_2pi, -1)
+        entropy = jnp.sum(0.5 + half_log_2pi + jnp.log(std), -1)
+        objective = logp * sg((returns - values[:-1]) / scale) + CFG.entropy * entropy
+        return -jnp.mean(weight[:-1] * objective), (states, weight, sg(returns), retnorm)
+
+    def critic_loss(params, states, weight, returns):
+        states = jax.tree.map(lambda x: x[:-1], states)
+        logits = critic.apply(params, model.feat(states))
+        slow = value(state.slow_critic, states)
+        ce = dists.soft_ce(logits, returns, **bins) + CFG.slow_reg * dists.soft_ce(
+            logits, slow, **bins
+        )
+        return jnp.mean(weight[:-1] * ce)
+
+    (a_loss, (states, weight, returns, retnorm)), a_grad = jax.value_and_grad(
+        actor_loss, has_aux=True
+    )(state.params["actor"])
+    c_loss, c_grad = jax.value_and_grad(critic_loss)(critic_params, states, weight, returns)
+    norm = lambda tree: jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(tree)))
+    return {
+        "loss/actor": a_loss,
+        "loss/critic": c_loss,
+        "grad_norm/actor": norm(a_grad),
+        "grad_norm/critic": norm(c_grad),
+        "retnorm": retnorm,
+    }
+
+
+def test_reinforce_update_equals_the_direct_actor_and_critic_losses(jitted):
+    # The update runs the REINFORCE imagination outside `grad` and takes the critic's values and
+    # its loss from one forward pass (`jax.vjp`); DreamerV3 differentiates each loss through its
+    # own passes. Same keys, so losses, gradient norms and the return scale must agree.
+    state = jitted["state"]
+    wiggle = lambda tree, phase: jax.tree.map(
+        lambda x: x + 0.3 * jnp.sin(phase + jnp.arange(x.size).reshape(x.shape)), tree
+    )  # a critic and slow critic that predict non-zero, different values
+    params = dict(state.params, critic=wiggle(state.params["critic"], 0.0))
+    state = state.replace(params=params, slow_critic=wiggle(state.slow_critic, 1.0))
+    batch, key = _batch(jax.random.key(5)), jax.random.key(6)
+    new, metrics, post = jitted["update"]["reinforce"](state, batch, key)
+    ref = jax.jit(_reference_actor_critic)(state, new, batch, post, key)
+    assert float(ref["grad_norm/critic"]) > 0 and float(ref["grad_norm/actor"]) > 0
+    for name in ("loss/actor", "loss/critic", "grad_norm/actor", "grad_norm/critic"):
+        np.testing.assert_allclose(metrics[name], ref[name], rtol=2e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(new.retnorm, ref["retnorm"], rtol=1e-5, atol=1e-6)
 
 
 def test_no_recompile_on_second_call(agents, jitted, count_compiles):
