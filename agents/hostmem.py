@@ -5,7 +5,7 @@ from one of its worker threads. glibc cannot place a request that large in a thr
 (64 MB heaps), so it maps fresh pages for it and unmaps them when the call returns: every call
 page-faults its whole working set back in (76-160 thousand faults per `size1m` update, measured
 with `resource.getrusage`). With one arena, no `mmap` for large requests and no trimming, the
-freed buffer stays in the heap and the next call reuses it: no faults, 15-25% off a Dreamer
+freed buffer stays in the heap and the next call reuses it: no faults, 13-24% off a Dreamer
 update on a 2-core CPU. The price: the process keeps its peak host memory until it exits (it
 does not hand freed memory back to the OS), which a training or benchmark process does anyway.
 
