@@ -474,7 +474,8 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         f = model.feat(states)
         logits, critic_vjp = jax.vjp(lambda cp: critic_net.apply(cp, f[:-1]), p["critic"])
         last = critic_net.apply(p["critic"], f[-1])
-        values = dists.two_hot_inv(jnp.concatenate([logits, last[None]]), **bins)
+        inv = lambda x: dists.two_hot_inv(x, **bins)
+        values = jnp.concatenate([inv(logits), inv(last)[None]])  # [H + 1, N]
         returns, retnorm, scale = returns_and_scale(reward, cont, values, retnorm)
         grad_fn = jax.value_and_grad(actor_objective, has_aux=True)
         (_, actor_metrics), actor_grads = grad_fn(

@@ -30,6 +30,17 @@ def _check_bins(num_bins: int, vmin: float, vmax: float) -> None:
         raise ValueError(f"two-hot: vmin ({vmin}) must be < vmax ({vmax})")
 
 
+def _two_hot_parts(x: jax.Array, num_bins: int, vmin: float, vmax: float):
+    """`(low [...] int32, frac [...])`: `x`'s two-hot weight is `1 - frac` on bin `low`, `frac` on
+    bin `low + 1`."""
+    _check_bins(num_bins, vmin, vmax)
+    bin_size = (vmax - vmin) / (num_bins - 1)
+    y = jnp.clip(symlog(x), vmin, vmax)
+    pos = (y - vmin) / bin_size
+    low = jnp.clip(jnp.floor(pos), 0, num_bins - 2)
+    return low.astype(jnp.int32), pos - low
+
+
 def two_hot(x: jax.Array, num_bins: int, vmin: float, vmax: float) -> jax.Array:
     """Encode scalars as two-hot vectors over `num_bins` evenly spaced bins in symlog space.
 
@@ -41,13 +52,7 @@ def two_hot(x: jax.Array, num_bins: int, vmin: float, vmax: float) -> jax.Array:
       `[..., num_bins]` non-negative weights summing to one, whose expectation over the bin
       centres equals `clip(symlog(x), vmin, vmax)`.
     """
-    _check_bins(num_bins, vmin, vmax)
-    bin_size = (vmax - vmin) / (num_bins - 1)
-    y = jnp.clip(symlog(x), vmin, vmax)
-    pos = (y - vmin) / bin_size
-    low = jnp.clip(jnp.floor(pos), 0, num_bins - 2)
-    frac = pos - low
-    low = low.astype(jnp.int32)
+    low, frac = _two_hot_parts(x, num_bins, vmin, vmax)
     return (
         jax.nn.one_hot(low, num_bins) * (1.0 - frac)[..., None]
         + jax.nn.one_hot(low + 1, num_bins) * frac[..., None]
@@ -64,10 +69,21 @@ def two_hot_inv(logits: jax.Array, num_bins: int, vmin: float, vmax: float) -> j
 def soft_ce(logits: jax.Array, target: jax.Array, num_bins: int, vmin: float, vmax: float):
     """Cross-entropy between `logits [..., num_bins]` and the two-hot encoding of `target [...]`.
 
+    Computed as `logsumexp(logits) - (1 - frac) * logits[low] - frac * logits[low + 1]`, equal to
+    `-sum(two_hot(target) * log_softmax(logits))` without building either `[..., num_bins]`
+    array (2.3x faster for a Dreamer critic's loss on CPU). `target` broadcasts against
+    `logits.shape[:-1]`.
+
     Returns:
       `[...]` per-element loss.
     """
-    return -jnp.sum(two_hot(target, num_bins, vmin, vmax) * jax.nn.log_softmax(logits), axis=-1)
+    low, frac = _two_hot_parts(target, num_bins, vmin, vmax)
+    lead = jnp.broadcast_shapes(logits.shape[:-1], low.shape)
+    logits = jnp.broadcast_to(logits, (*lead, num_bins))
+    low, frac = jnp.broadcast_to(low, lead), jnp.broadcast_to(frac, lead)
+    pair = jnp.take_along_axis(logits, jnp.stack([low, low + 1], axis=-1), axis=-1)
+    picked = (1.0 - frac) * pair[..., 0] + frac * pair[..., 1]
+    return jax.nn.logsumexp(logits, axis=-1) - picked
 
 
 def squash_log_std(raw: jax.Array, log_std_min: float, log_std_max: float) -> jax.Array:
@@ -118,36 +134,60 @@ def unimix_logits(logits: jax.Array, unimix: float) -> jax.Array:
     return jnp.log(probs)
 
 
-def _straight_through(onehot: jax.Array, logits: jax.Array) -> jax.Array:
+def unimix_probs(logits: jax.Array, unimix: float) -> jax.Array:
+    """`(1 - unimix) * softmax(logits) + unimix / K` over the last axis `[..., K]`."""
+    if not 0.0 <= unimix < 1.0:
+        raise ValueError(f"unimix must be in [0, 1), got {unimix}")
     probs = jax.nn.softmax(logits, axis=-1)
-    # Forward value is exactly `onehot`; the gradient is that of `probs`.
-    return onehot + (probs - jax.lax.stop_gradient(probs))
+    return probs if unimix == 0.0 else (1.0 - unimix) * probs + unimix / logits.shape[-1]
 
 
-def categorical_sample_st(logits: jax.Array, key: jax.Array) -> jax.Array:
+@jax.custom_jvp
+def _straight_through(onehot: jax.Array, probs: jax.Array) -> jax.Array:
+    """`onehot` in the forward pass, with the derivative of `probs` (`onehot + probs - sg(probs)`).
+
+    As a custom JVP rather than that sum, a forward pass without derivatives (imagination,
+    acting) does not compute `probs - probs`, which XLA cannot fold away for floats.
+    """
+    del probs
+    return onehot
+
+
+@_straight_through.defjvp
+def _straight_through_jvp(primals, tangents):
+    onehot, _ = primals
+    d_onehot, d_probs = tangents
+    return onehot, d_onehot + d_probs
+
+
+def categorical_sample_st(logits: jax.Array, key: jax.Array, unimix: float = 0.0) -> jax.Array:
     """One-hot sample of a categorical with straight-through gradients.
 
     Args:
-      logits: `[..., K]` (apply `unimix_logits` first for DreamerV3's latents).
+      logits: `[..., K]`.
       key: PRNG key.
+      unimix: sample from `unimix_probs(logits, unimix)` (DreamerV3's latents: 0.01), the
+        same distribution as `categorical_sample_st(unimix_logits(logits, unimix), key)` with
+        one softmax instead of three and no log.
 
     Returns:
       `[..., K]` float: a one-hot sample in the forward pass whose gradient with respect to
-      `logits` is the gradient of `softmax(logits)`.
+      `logits` is the gradient of the sampled distribution's probabilities.
     """
     # Inverse-CDF sampling: one uniform per distribution instead of the `K` Gumbels of
     # `jax.random.categorical` (the random bits were 7% of DreamerV3's imagination on CPU).
     # The last class takes whatever the rounded CDF leaves, so an index is always in range.
+    probs = unimix_probs(logits, unimix)
     u = jax.random.uniform(key, (*logits.shape[:-1], 1), logits.dtype)
-    cdf = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
-    index = jnp.sum(cdf[..., :-1] <= u, axis=-1)
-    return _straight_through(jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype), logits)
+    index = jnp.sum(jnp.cumsum(probs, axis=-1)[..., :-1] <= u, axis=-1)
+    return _straight_through(jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype), probs)
 
 
 def categorical_mode_st(logits: jax.Array) -> jax.Array:
     """The most probable class as a one-hot `[..., K]`, with straight-through gradients."""
     index = jnp.argmax(logits, axis=-1)
-    return _straight_through(jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype), logits)
+    onehot = jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype)
+    return _straight_through(onehot, jax.nn.softmax(logits, axis=-1))
 
 
 def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:

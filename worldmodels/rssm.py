@@ -279,7 +279,7 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         return group(apply(params, "post", x))
 
     def sample(logits, key):
-        return dists.categorical_sample_st(dists.unimix_logits(logits, c.unimix), key)
+        return dists.categorical_sample_st(logits, key, c.unimix)
 
     def core(params, latent, action):
         _check_last(action, sizes(params)[1], "action")

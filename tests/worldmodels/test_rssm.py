@@ -208,6 +208,24 @@ def test_straight_through_forward_is_one_hot_backward_is_probs(key):
     np.testing.assert_allclose(many.mean(0), jnp.exp(logits[0]), atol=0.03)
 
 
+def test_unimix_sampling_equals_sampling_the_unimix_logits(key):
+    raw = jax.random.normal(key, (64, 4)) * 3.0
+    fused = dists.categorical_sample_st(raw, jax.random.key(1), 0.01)
+    direct = dists.categorical_sample_st(dists.unimix_logits(raw, 0.01), jax.random.key(1))
+    np.testing.assert_array_equal(fused, direct)
+    np.testing.assert_allclose(
+        dists.unimix_probs(raw, 0.01), jnp.exp(dists.unimix_logits(raw, 0.01)), rtol=1e-5
+    )
+    w = jax.random.normal(jax.random.key(2), (64, 4))
+    g_fused = jax.grad(
+        lambda x: jnp.sum(w * dists.categorical_sample_st(x, jax.random.key(1), 0.01))
+    )
+    g_probs = jax.grad(lambda x: jnp.sum(w * jnp.exp(dists.unimix_logits(x, 0.01))))
+    np.testing.assert_allclose(g_fused(raw), g_probs(raw), rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="unimix"):
+        dists.categorical_sample_st(raw, key, 1.0)
+
+
 def test_kl_balance_and_free_nats_by_hand():
     post = jnp.array([[[2.0, 0.0, -1.0], [0.0, 0.0, 3.0]]])  # [1, groups=2, classes=3]
     prior = jnp.array([[[0.0, 1.0, 0.0], [1.0, -2.0, 0.0]]])
