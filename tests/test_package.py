@@ -37,6 +37,7 @@ def test_public_names_exist():
         "worldmodels.planning",
         "worldmodels.rssm",
         "worldmodels.rssm_config",
+        "worldmodels.scan",
         "worldmodels.sequence",
     ],
 )

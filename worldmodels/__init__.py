@@ -26,6 +26,7 @@ from worldmodels.planning import (
 from worldmodels.rollout import discounted_return, rollout, rollout_return
 from worldmodels.rssm import RSSMModel, RSSMState, make_rssm
 from worldmodels.rssm_config import RSSMConfig
+from worldmodels.scan import hoisted_scan
 from worldmodels.sequence import imagine, observe_sequence
 from worldmodels.tdmpc import TDMPCConfig, TDMPCModel, make_tdmpc_model
 from worldmodels.types import PlanOutput, PriorFn, StepFn, ValueFn, WorldModel
@@ -45,6 +46,7 @@ __all__ = [
     "discounted_return",
     "dists",
     "gradient_shooting",
+    "hoisted_scan",
     "imagine",
     "initial_plan",
     "make_rssm",

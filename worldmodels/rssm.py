@@ -46,6 +46,7 @@ from worldmodels.nets import (
     norm_mlp,
 )
 from worldmodels.rssm_config import RSSMConfig
+from worldmodels.scan import hoisted_scan
 
 __all__ = ["RSSMConfig", "RSSMModel", "RSSMState", "kl_balance", "make_rssm"]
 
@@ -351,17 +352,19 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         first = jnp.concatenate([first0.astype(batch.done.dtype), batch.done[:-1]], axis=0)
         tokens = encode(params, batch.next_obs)
 
-        def step(prev, inputs):
+        def step(p, prev, inputs):
             reset, is_first, action, token, step_key = inputs
             prev = _where(is_first, reset, prev)
-            deter = core(params, prev, action)
-            logits = post_logits(params, deter, token)
+            deter = core(p, prev, action)
+            logits = post_logits(p, deter, token)
             post = RSSMState(deter, sample(logits, step_key))
             return post, (prev.stoch, post, logits)
 
         carry = jax.tree.map(lambda x: x[0], resets) if start is None else sg(start)
         inputs = (resets, first, batch.action, tokens, jax.random.split(k_scan, horizon))
-        _, outs = jax.lax.scan(step, carry, inputs)
+        # The weights' gradient is taken after the loop, batched over all T steps (`hoisted_scan`):
+        # inside it, B (16) is too small a batch for per-step weight gradients to be efficient.
+        _, outs = hoisted_scan(step, params, carry, inputs)
         return outs
 
     def model_loss(params, batch, key, start=None, start_first=None):

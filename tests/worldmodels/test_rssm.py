@@ -142,6 +142,25 @@ def test_shapes_dtypes_under_jit(model, params, jitted):
         model.inverse(params, latent.stoch, latent.stoch)
 
 
+def test_model_loss_gradient_equals_the_plain_scan(model, params, jitted, monkeypatch, key):
+    # The posterior loop takes the weights' gradient after the loop (`hoisted_scan`); with the
+    # plain `lax.scan` autodiff instead, every gradient must be the same.
+    batch = _batch(key)
+    start = model.initial(params, B)  # replay context: a latent to continue from, two resets
+    start = start.replace(deter=start.deter + jax.random.normal(key, start.deter.shape))
+    first = jnp.array([True, False, False, True])
+    args = (params, batch, jax.random.key(3), start, first)
+    (loss, _), grads = jitted["grad"](*args)
+    plain = lambda step, p, c, xs: jax.lax.scan(lambda c, x: step(p, c, x), c, xs)
+    monkeypatch.setattr(rssm, "hoisted_scan", plain)
+    reference = make_rssm(CFG)  # built after the patch: traces the plain scan
+    (ref_loss, _), ref = jax.jit(jax.value_and_grad(reference.model_loss, has_aux=True))(*args)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+    for name in ("core", "post", "encoder", "initial"):
+        _allclose(grads[name], ref[name], rtol=1e-4, atol=1e-6)
+    assert float(optax.tree.norm(grads["core"])) > 0
+
+
 def test_observe_sequence_equals_python_loop(model, params, jitted):
     batch, key = _batch(jax.random.key(3)), jax.random.key(4)
     first = jnp.zeros((T, B), bool).at[0].set(True).at[3, 1].set(True)
