@@ -174,12 +174,21 @@ def categorical_sample_st(logits: jax.Array, key: jax.Array, unimix: float = 0.0
       `[..., K]` float: a one-hot sample in the forward pass whose gradient with respect to
       `logits` is the gradient of the sampled distribution's probabilities.
     """
+    u = jax.random.uniform(key, (*logits.shape[:-1], 1), logits.dtype)
+    return categorical_sample_st_from_uniform(logits, u, unimix)
+
+
+def categorical_sample_st_from_uniform(
+    logits: jax.Array, uniform: jax.Array, unimix: float = 0.0
+) -> jax.Array:
+    """`categorical_sample_st` given its uniform draw `uniform [..., 1]` in `[0, 1)` instead of a
+    key: a loop can draw the uniforms of all its steps at once, before it starts (one random-bits
+    op instead of one per step, which XLA:CPU runs as a loop of many small ops)."""
     # Inverse-CDF sampling: one uniform per distribution instead of the `K` Gumbels of
     # `jax.random.categorical` (the random bits were 7% of DreamerV3's imagination on CPU).
     # The last class takes whatever the rounded CDF leaves, so an index is always in range.
     probs = unimix_probs(logits, unimix)
-    u = jax.random.uniform(key, (*logits.shape[:-1], 1), logits.dtype)
-    index = jnp.sum(jnp.cumsum(probs, axis=-1)[..., :-1] <= u, axis=-1)
+    index = jnp.sum(jnp.cumsum(probs, axis=-1)[..., :-1] <= uniform, axis=-1)
     return _straight_through(jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype), probs)
 
 

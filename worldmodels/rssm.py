@@ -346,22 +346,25 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
     def posterior_sequence(params, batch, key, start=None, start_first=None):
         """Posterior after each transition, `(z_t [T, B, G, C], post [T, B], logits)`."""
         k_reset, k_scan = jax.random.split(key)
-        horizon = batch.action.shape[0]
         resets = reset_states(params, encode(params, batch.obs), k_reset)
         first0 = jnp.ones_like(batch.done[:1]) if start is None else start_first[None]
         first = jnp.concatenate([first0.astype(batch.done.dtype), batch.done[:-1]], axis=0)
         tokens = encode(params, batch.next_obs)
 
         def step(p, prev, inputs):
-            reset, is_first, action, token, step_key = inputs
+            reset, is_first, action, token, uniform = inputs
             prev = _where(is_first, reset, prev)
             deter = core(p, prev, action)
             logits = post_logits(p, deter, token)
-            post = RSSMState(deter, sample(logits, step_key))
+            post = RSSMState(
+                deter, dists.categorical_sample_st_from_uniform(logits, uniform, c.unimix)
+            )
             return post, (prev.stoch, post, logits)
 
         carry = jax.tree.map(lambda x: x[0], resets) if start is None else sg(start)
-        inputs = (resets, first, batch.action, tokens, jax.random.split(k_scan, horizon))
+        # Every step's uniform drawn before the loop: one random-bits op, not one per step.
+        uniforms = jax.random.uniform(k_scan, (*tokens.shape[:-1], c.groups, 1))
+        inputs = (resets, first, batch.action, tokens, uniforms)
         # The weights' gradient is taken after the loop, batched over all T steps (`hoisted_scan`):
         # inside it, B (16) is too small a batch for per-step weight gradients to be efficient.
         _, outs = hoisted_scan(step, params, carry, inputs)

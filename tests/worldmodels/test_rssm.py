@@ -232,6 +232,10 @@ def test_unimix_sampling_equals_sampling_the_unimix_logits(key):
     fused = dists.categorical_sample_st(raw, jax.random.key(1), 0.01)
     direct = dists.categorical_sample_st(dists.unimix_logits(raw, 0.01), jax.random.key(1))
     np.testing.assert_array_equal(fused, direct)
+    u = jax.random.uniform(jax.random.key(1), (64, 1))  # the draw categorical_sample_st makes
+    np.testing.assert_array_equal(dists.categorical_sample_st_from_uniform(raw, u, 0.01), fused)
+    edges = dists.categorical_sample_st_from_uniform(raw[:2], jnp.array([[0.0], [1.0 - 1e-7]]))
+    np.testing.assert_array_equal(jnp.argmax(edges, -1), [0, 3])  # u near 0 and 1: first, last
     np.testing.assert_allclose(
         dists.unimix_probs(raw, 0.01), jnp.exp(dists.unimix_logits(raw, 0.01)), rtol=1e-5
     )
