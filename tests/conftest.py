@@ -1,7 +1,9 @@
 """Test-wide JAX settings: strict rank promotion, several virtual CPU devices, fresh keys."""
 
+import atexit
 import contextlib
 import os
+import shutil
 import tempfile
 import zlib
 
@@ -19,7 +21,9 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Tests rebuild the same jitted programs (train, resume, eval of one config): a persistent
 # compilation cache, fresh for each session, compiles each of them once.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="wm-test-jax-cache-"))
+_CACHE_DIR = tempfile.mkdtemp(prefix="wm-test-jax-cache-")
+atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)  # tens of MB per session
+jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
