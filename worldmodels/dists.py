@@ -126,12 +126,9 @@ def unimix_logits(logits: jax.Array, unimix: float) -> jax.Array:
     Returns:
       `[..., K]` normalised log-probabilities.
     """
-    if not 0.0 <= unimix < 1.0:
-        raise ValueError(f"unimix must be in [0, 1), got {unimix}")
     if unimix == 0.0:
         return jax.nn.log_softmax(logits, axis=-1)
-    probs = (1.0 - unimix) * jax.nn.softmax(logits, axis=-1) + unimix / logits.shape[-1]
-    return jnp.log(probs)
+    return jnp.log(unimix_probs(logits, unimix))  # checks the range
 
 
 def unimix_probs(logits: jax.Array, unimix: float) -> jax.Array:

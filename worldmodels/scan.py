@@ -4,11 +4,11 @@ Reverse-mode autodiff of `lax.scan(step(params, ...))` accumulates the gradient 
 the reversed loop: at every step, each weight's gradient is an outer product over that step's
 small batch (`[in, B] @ [B, out]`) added into a full-size accumulator. With the batches of a world
 model's training sequences (`B` = 16), those per-step products and additions are most of the
-backward loop's time on a CPU. `hoisted_scan` computes the same gradient differently: the reversed
-loop only carries the cotangents of the carry (no parameter gradient), and the parameter gradient
-is one VJP of `step`, vmapped over all `T` steps at once, so each weight's gradient is a single
-`[in, T * B] @ [T * B, out]` matmul. The price is one extra forward pass of `step` per step inside
-the reversed loop (its residuals are not stored) and one batched forward pass.
+backward loop's time on a CPU. `hoisted_scan` computes the same gradient differently: the loop's
+VJP is taken with the parameters as constants, so the reversed loop only carries the cotangents of
+the carry and inputs, and the parameter gradient is one VJP of `step`, vmapped over all `T` steps
+at once, so each weight's gradient is a single `[in, T * B] @ [T * B, out]` matmul. The price is
+one batched forward pass of `step` over all `T` steps in the backward pass.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -43,8 +43,8 @@ def hoisted_scan(
 
     Values and gradients (of `params`, `carry` and the float leaves of `xs`) equal those of the
     plain scan; integer, bool and key leaves of `xs` (e.g. per-step PRNG keys) get no gradient.
-    `step` must be a pure function of its arguments: it runs again in the backward pass, with the
-    same inputs.
+    `step` must be a pure function of its arguments: the backward pass runs it again, batched
+    over all steps, on the same inputs.
 
     Args:
       step: `(params, carry, x) -> (carry, y)`.
@@ -81,10 +81,8 @@ def _fwd(step, params, carry, xs):
     floats, others, merge = _split(xs)
     # `nudge` (zeros) is added to the carry entering each step: its cotangent is the cotangent of
     # the carry entering each step, which the plain VJP of a scan does not return.
-    nudge = jax.tree.map(
-        lambda c: jnp.zeros((len(others[0]) if others else len(floats[0]), *c.shape), c.dtype),
-        carry,
-    )
+    steps = jax.tree.leaves(xs)[0].shape[0]
+    nudge = jax.tree.map(lambda c: jnp.zeros((steps, *c.shape), c.dtype), carry)
 
     def run(carry, floats, nudge):
         def body(c, inputs):
