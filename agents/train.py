@@ -346,6 +346,13 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
             "eval/length": jnp.mean(length) * cfg.action_repeat,
         }
 
+    # A state from `init` is committed to the device, as one restored from a checkpoint is: jit
+    # keys its cache on committed-ness, so otherwise a resumed state would compile every chunk
+    # again.
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return Trainer(
-        init=jax.jit(init), seed_chunk=seed_chunk, train_chunk=train_chunk, evaluate=evaluate
+        init=jax.jit(init, out_shardings=device),
+        seed_chunk=seed_chunk,
+        train_chunk=train_chunk,
+        evaluate=evaluate,
     )

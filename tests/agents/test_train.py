@@ -87,7 +87,7 @@ def test_chunks_compile_once_and_learn_metrics(trainer, count_compiles):
     assert 0 < float(result["eval/return"]) <= CFG.episode_length
 
 
-def test_resume_continues_exactly(trainer, tmp_path):
+def test_resume_continues_exactly(trainer, tmp_path, count_compiles):
     state = trainer.init(jax.random.key(3))
     state, _ = trainer.seed_chunk(state)
     state, _ = trainer.train_chunk(state)
@@ -98,8 +98,10 @@ def test_resume_continues_exactly(trainer, tmp_path):
     straight, _ = trainer.train_chunk(straight)
     restored, _ = ckpt.restore(jax.eval_shape(trainer.init, jax.random.key(0)))
     ckpt.close()
-    resumed, _ = trainer.train_chunk(restored)
-    resumed, _ = trainer.train_chunk(resumed)
+    with count_compiles() as events:  # a restored state is placed as a fresh one: no recompile
+        resumed, _ = trainer.train_chunk(restored)
+        resumed, _ = jax.block_until_ready(trainer.train_chunk(resumed))
+    assert events == []
     for a, b in zip(_leaves(straight), _leaves(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
 
