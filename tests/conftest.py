@@ -12,8 +12,9 @@ import zlib
 # milliseconds, and level 0 compiles them about 30% faster (the HLO passes, hence the maths, are
 # the same; the code runs slower). The learning test runs in its own process at the default
 # level (tests/agents/test_learning.py). Must be set before JAX initialises its backends.
-FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
-os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=4 {FAST_COMPILE_FLAG}")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
+)
 
 from agents.hostmem import tune_host_allocator  # noqa: E402
 
