@@ -72,3 +72,20 @@ def test_tanh_gaussian_entropy_estimate_tracks_std():
 def test_squash_log_std_range():
     y = dists.squash_log_std(jnp.array([-1e3, 0.0, 1e3]), -10.0, 2.0)
     np.testing.assert_allclose(y, [-10.0, -4.0, 2.0], atol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [1, 2, 4, 8, 9])
+def test_sampler_draws_the_inverse_cdf_class_on_both_paths(classes):
+    # Up to 8 classes the sampler unrolls its softmax and CDF over the class axis; above (and
+    # for 1) it uses reductions. Both must pick the class whose CDF interval holds the uniform.
+    logits = jax.random.normal(jax.random.key(0), (512, classes)) * 2.0
+    u = jax.random.uniform(jax.random.key(1), (512, 1))
+    x = np.asarray(logits, np.float64)
+    probs = 0.99 * np.exp(x) / np.exp(x).sum(-1, keepdims=True) + 0.01 / classes
+    expected = (np.cumsum(probs, -1)[:, :-1] <= np.asarray(u)).sum(-1)
+    sample = dists.categorical_sample_st_from_uniform(logits, u, 0.01)
+    np.testing.assert_array_equal(sample, jax.nn.one_hot(expected, classes))
+    w = jax.random.normal(jax.random.key(2), (512, classes))
+    grad = jax.grad(lambda z: jnp.sum(w * dists.categorical_sample_st_from_uniform(z, u, 0.01)))
+    grad_probs = jax.grad(lambda z: jnp.sum(w * dists.unimix_probs(z, 0.01)))
+    np.testing.assert_allclose(grad(logits), grad_probs(logits), rtol=1e-5, atol=1e-7)
