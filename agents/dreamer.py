@@ -275,7 +275,11 @@ def _obs_arg(spec: EnvSpec):
 
 
 def _actor(cfg: DreamerConfig, model, action_size: int):
-    """The actor network and `policy(params, latent) -> (mean [..., A], std [..., A])`."""
+    """The actor network and `policy(params, latent) -> (mean [..., A], std [..., A])`.
+
+    `policy.on_feat(params, feat)` is the same policy on `model.feat(latent)`, for callers that
+    build the features once for several networks.
+    """
     m = cfg.model
     net = norm_mlp(
         model.feat_size,
@@ -286,12 +290,15 @@ def _actor(cfg: DreamerConfig, model, action_size: int):
         out_scale=0.01,
     )
 
-    def policy(actor_params, latent):
-        """`(mean [..., A], std [..., A])` of the actor's Gaussian at `latent`."""
-        out = net.apply(actor_params, model.feat(latent))
-        mean, std = jnp.split(out, 2, axis=-1)
+    def on_feat(actor_params, feat):
+        mean, std = jnp.split(net.apply(actor_params, feat), 2, axis=-1)
         return jnp.tanh(mean), (cfg.max_std - cfg.min_std) * jax.nn.sigmoid(std + 2.0) + cfg.min_std
 
+    def policy(actor_params, latent):
+        """`(mean [..., A], std [..., A])` of the actor's Gaussian at `latent`."""
+        return on_feat(actor_params, model.feat(latent))
+
+    policy.on_feat = on_feat
     return net, policy
 
 
@@ -367,8 +374,8 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
             updates=jnp.zeros((), jnp.int32),
         )
 
-    def value(critic_params, latent):
-        return dists.two_hot_inv(critic_net.apply(critic_params, model.feat(latent)), **bins)
+    def value(critic_params, feat):
+        return dists.two_hot_inv(critic_net.apply(critic_params, feat), **bins)
 
     def initial_carry(state: DreamerState, num_envs: int) -> DreamerCarry:
         latent = model.initial(state.params["model"], num_envs)
@@ -390,9 +397,12 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
             cfg, model, policy, actor_params, model_params, start, key
         )
         states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), start, latents)
-        cont = jnp.concatenate([cont0[None], outs["cont"]])
-        weight = jnp.cumprod(cfg.discount * cont, axis=0) / cfg.discount
-        return states, actions, sg(weight), outs["reward"], outs["cont"]
+        return states, actions, loss_weight(cont0, outs["cont"]), outs["reward"], outs["cont"]
+
+    def loss_weight(cont0, cont):
+        """`[H + 1, N]` weights of the imagined states: `cumprod(discount * cont) / discount`."""
+        cont = jnp.concatenate([cont0[None], cont])
+        return sg(jnp.cumprod(cfg.discount * cont, axis=0) / cfg.discount)
 
     def returns_and_scale(reward, cont, values, retnorm):
         returns = lambda_returns(reward, cont, values, cfg.discount, cfg.lam)
@@ -401,9 +411,10 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         )
         return returns, retnorm, return_scale(retnorm, cfg.retnorm_limit)
 
-    def actor_objective(actor_params, states, actions, weight, returns, values, scale, reward):
-        """The actor's loss given the imagined trajectory and its `returns [H, N]`."""
-        mean, std = policy(actor_params, sg(jax.tree.map(lambda x: x[:-1], states)))
+    def actor_objective(actor_params, feat, actions, weight, returns, values, scale, reward):
+        """The actor's loss given the imagined trajectory (`feat [H, N, F]` of the states the
+        actions were taken in) and its `returns [H, N]`."""
+        mean, std = policy.on_feat(actor_params, sg(feat))
         entropy = jnp.sum(0.5 + _HALF_LOG_2PI + jnp.log(std), axis=-1)
         if cfg.actor_grad == "dynamics":
             objective = returns / scale
@@ -428,10 +439,11 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         states, actions, weight, reward, cont = rollout(
             actor_params, model_params, start, cont0, key
         )
-        values = value(jax.tree.map(sg, critic_params), states)
+        feat = model.feat(states)
+        values = value(jax.tree.map(sg, critic_params), feat)
         returns, retnorm, scale = returns_and_scale(reward, cont, values, retnorm)
         loss, metrics = actor_objective(
-            actor_params, states, actions, weight, returns, values, scale, reward
+            actor_params, feat[:-1], actions, weight, returns, values, scale, reward
         )
         traj = (sg(states), sg(weight), sg(returns))
         return loss, (traj, retnorm, metrics)
@@ -445,9 +457,9 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         return loss, {"loss/critic": loss, "value/mean": dists.two_hot_inv(logits, **bins).mean()}
 
     def critic_loss(critic_params, slow_params, states, weight, returns):
-        states = jax.tree.map(lambda x: x[:-1], states)
-        logits = critic_net.apply(critic_params, model.feat(states))
-        return critic_logits_loss(logits, value(slow_params, states), weight, returns)
+        feat = model.feat(jax.tree.map(lambda x: x[:-1], states))
+        logits = critic_net.apply(critic_params, feat)
+        return critic_logits_loss(logits, value(slow_params, feat), weight, returns)
 
     def step(tx, grads, opt_state, params):
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -469,19 +481,24 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         No gradient flows through the imagination here, so it runs outside any `grad`, and the
         critic's forward pass on the imagined states serves twice: the values of the
         lambda-returns and (through `jax.vjp`) the critic loss, both with the same parameters.
+        The features of states `0..H-1` are built once, straight from the start and the
+        imagined latents, for the actor, the critic and the slow critic: each `model.feat` of a
+        sliced or concatenated trajectory is a copy of `[H, N, F]` floats (40 MB at size1m).
         """
-        states, actions, weight, reward, cont = rollout(p["actor"], model_params, start, cont0, key)
-        f = model.feat(states)
-        logits, critic_vjp = jax.vjp(lambda cp: critic_net.apply(cp, f[:-1]), p["critic"])
-        last = critic_net.apply(p["critic"], f[-1])
-        inv = lambda x: dists.two_hot_inv(x, **bins)
-        values = jnp.concatenate([inv(logits), inv(last)[None]])  # [H + 1, N]
-        returns, retnorm, scale = returns_and_scale(reward, cont, values, retnorm)
+        latents, actions, outs = _imagine(cfg, model, policy, p["actor"], model_params, start, key)
+        weight = loss_weight(cont0, outs["cont"])
+        taken = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x[:-1]]), start, latents)
+        f = model.feat(taken)  # [H, N, F]: the states the actions were taken in
+        logits, critic_vjp = jax.vjp(lambda cp: critic_net.apply(cp, f), p["critic"])
+        last = value(p["critic"], model.feat(jax.tree.map(lambda x: x[-1], latents)))
+        values = jnp.concatenate([dists.two_hot_inv(logits, **bins), last[None]])  # [H + 1, N]
+        reward = outs["reward"]
+        returns, retnorm, scale = returns_and_scale(reward, outs["cont"], values, retnorm)
         grad_fn = jax.value_and_grad(actor_objective, has_aux=True)
         (_, actor_metrics), actor_grads = grad_fn(
-            p["actor"], states, actions, weight, returns, values, scale, reward
+            p["actor"], f, actions, weight, returns, values, scale, reward
         )
-        slow = value(slow_critic, jax.tree.map(lambda x: x[:-1], states))
+        slow = value(slow_critic, f)
         grad_fn = jax.value_and_grad(critic_logits_loss, has_aux=True)
         (_, critic_metrics), dlogits = grad_fn(logits, slow, weight, returns)
         (critic_grads,) = critic_vjp(dlogits)
