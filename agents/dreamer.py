@@ -56,6 +56,7 @@ from flax import struct
 
 from agents.types import Agent, EnvSpec
 from worldmodels import dists
+from worldmodels.checks import Range, check_config, check_order
 from worldmodels.nets import norm_mlp
 from worldmodels.rssm import RSSMState, make_rssm
 from worldmodels.rssm_config import RSSMConfig
@@ -86,6 +87,11 @@ class DreamerConfig:
       batch_size, batch_length: replay sequences per update and their length.
       replay_context: start training sequences from the latent stored in replay (refreshed by
         training) rather than from the initial state; see the module docstring.
+
+    Every float must be finite (`worldmodels.checks`); learning rates, gradient clips, `min_std`
+    (<= `max_std`) and `retnorm_limit` > 0; `entropy`, `slow_reg` >= 0; `slow_rate`,
+    `retnorm_rate` in (0, 1]; `lam` in [0, 1]; `discount_horizon` >= 1; and
+    `0 <= retnorm_low < retnorm_high <= 100`.
     """
 
     model: RSSMConfig = dataclasses.field(default_factory=RSSMConfig.size1m)
@@ -114,35 +120,19 @@ class DreamerConfig:
     replay_context: bool = True
 
     def __post_init__(self):
-        at_least = {"horizon": 1, "units": 1, "layers": 0, "batch_size": 1, "batch_length": 1}
-        for name, low in at_least.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"DreamerConfig.{name} must be an int >= {low}, got {value!r}")
+        sizes = {"horizon": 1, "units": 1, "layers": 0, "batch_size": 1, "batch_length": 1}
         positive = ("model_lr", "actor_lr", "critic_lr", "model_grad_clip", "ac_grad_clip")
-        for name in (*positive, "min_std", "retnorm_limit"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"DreamerConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("entropy", "slow_reg"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"DreamerConfig.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("slow_rate", "retnorm_rate"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ValueError(
-                    f"DreamerConfig.{name} must be in (0, 1], got {getattr(self, name)}"
-                )
-        if not 0 <= self.lam <= 1:
-            raise ValueError(f"DreamerConfig.lam must be in [0, 1], got {self.lam}")
-        if not self.discount_horizon >= 1:
-            raise ValueError(
-                f"DreamerConfig.discount_horizon must be >= 1, got {self.discount_horizon}"
-            )
-        if self.max_std < self.min_std:
-            raise ValueError(
-                f"DreamerConfig.max_std ({self.max_std}) must be >= min_std ({self.min_std})"
-            )
-        if not 0 <= self.retnorm_low < self.retnorm_high <= 100:
-            raise ValueError("DreamerConfig.retnorm_low/high: need 0 <= low < high <= 100")
+        check_config(
+            self,
+            {name: Range(ge=low, integer=True) for name, low in sizes.items()}
+            | {name: Range(gt=0) for name in (*positive, "min_std", "max_std", "retnorm_limit")}
+            | {"entropy": Range(ge=0), "slow_reg": Range(ge=0)}
+            | {"slow_rate": Range(gt=0, le=1), "retnorm_rate": Range(gt=0, le=1)}
+            | {"lam": Range(ge=0, le=1), "discount_horizon": Range(ge=1)}
+            | {"retnorm_low": Range(ge=0, le=100), "retnorm_high": Range(ge=0, le=100)},
+        )
+        check_order(self, "min_std", "max_std", strict=False)
+        check_order(self, "retnorm_low", "retnorm_high")
         if self.actor_grad not in ("reinforce", "dynamics"):
             raise ValueError(
                 f"DreamerConfig.actor_grad must be 'reinforce' or 'dynamics', "

@@ -26,6 +26,7 @@ from flax import struct
 
 from agents.types import Agent, EnvSpec
 from worldmodels import planning
+from worldmodels.checks import Range, check_config, check_order
 from worldmodels.tdmpc import TDMPCConfig, make_tdmpc_model
 
 
@@ -37,6 +38,8 @@ class PlannerConfig:
 
     Attributes:
       mpc: plan with MPPI; if false, act with the policy prior alone (faster, weaker).
+
+    Floats must be finite, with `0 < min_std <= max_std` and `temperature > 0`.
     """
 
     mpc: bool = True
@@ -50,20 +53,19 @@ class PlannerConfig:
     temperature: float = 2.0
 
     def __post_init__(self):
-        for name in ("horizon", "iterations", "num_samples", "num_elites"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"PlannerConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_pi_trajs < 0:
-            raise ValueError(f"PlannerConfig.num_pi_trajs must be >= 0, got {self.num_pi_trajs}")
+        counts = ("horizon", "iterations", "num_samples", "num_elites")
+        check_config(
+            self,
+            {name: Range(ge=1, integer=True) for name in counts}
+            | {"num_pi_trajs": Range(ge=0, integer=True)}
+            | {name: Range(gt=0) for name in ("min_std", "max_std", "temperature")},
+        )
         if self.num_elites > self.num_samples + self.num_pi_trajs:
             raise ValueError(
                 f"PlannerConfig.num_elites ({self.num_elites}) must be <= num_samples + "
                 f"num_pi_trajs ({self.num_samples + self.num_pi_trajs})"
             )
-        if not 0 < self.min_std <= self.max_std:
-            raise ValueError("PlannerConfig: need 0 < min_std <= max_std")
-        if self.temperature <= 0:
-            raise ValueError(f"PlannerConfig.temperature must be > 0, got {self.temperature}")
+        check_order(self, "min_std", "max_std", strict=False)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -73,6 +75,10 @@ class TDMPC2Config:
     `TDMPC2Config()` is the official 5M setting (model 512 wide, MPPI 512 samples x 6 iterations,
     batch 256, lr 3e-4, encoder lr x0.3, grad clip 20, tau 0.01, discount from the episode length).
     `TDMPC2Config.cpu()` is what `wm train` uses by default on a 2-core CPU; see its docstring.
+
+    Every float must be finite (`worldmodels.checks`); `lr`, `enc_lr_scale` (the encoder's lr is
+    `lr * enc_lr_scale`), `grad_clip_norm` and `discount_denom` must be > 0; `tau`, `discount_min`
+    and `discount_max` in (0, 1] with `discount_min <= discount_max`.
     """
 
     model: TDMPCConfig = TDMPCConfig()
@@ -87,12 +93,14 @@ class TDMPC2Config:
     discount_max: float = 0.995
 
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError(f"TDMPC2Config.batch_size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"TDMPC2Config.lr must be > 0, got {self.lr}")
-        if not 0 < self.tau <= 1:
-            raise ValueError(f"TDMPC2Config.tau must be in (0, 1], got {self.tau}")
+        positive = ("lr", "enc_lr_scale", "grad_clip_norm", "discount_denom")
+        check_config(
+            self,
+            {"batch_size": Range(ge=1, integer=True)}
+            | {name: Range(gt=0) for name in positive}
+            | {name: Range(gt=0, le=1) for name in ("tau", "discount_min", "discount_max")},
+        )
+        check_order(self, "discount_min", "discount_max", strict=False)
 
     @property
     def sequence_length(self) -> int:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from worldmodels.checks import Range, check_config, check_order
+
 # name: (deter, hidden, classes, units, depth), from DreamerV3's configs.yaml.
 _PRESETS = {
     "size1m": (512, 64, 4, 64, 4),
@@ -52,17 +54,19 @@ class RSSMConfig:
       img_layers: prior MLP depth; obs_layers: posterior MLP depth; dyn_layers: block-diagonal
         hidden layers inside the GRU.
       norm: `"rms"` or `"layer"`; act: hidden activation.
-      unimix: uniform mix of the latent categoricals.
+      unimix: uniform mix of the latent categoricals, in [0, 1).
       free_nats: each KL term is clipped below at this many nats (no gradient under it).
       dyn_scale, rep_scale: KL balancing weights (`KL(sg(post)||prior)`, `KL(post||sg(prior))`).
       rec_scale: weight of the decoder (or inverse-dynamics) loss.
-      reward_scale, cont_scale: weights of the reward and continue losses.
+      reward_scale, cont_scale: weights of the reward and continue losses (weights, free_nats >= 0).
       num_bins, vmin, vmax: reward two-hot layout in symlog space.
       objective: `"decoder"` (reconstruct observations) or `"inverse_dynamics"` (predict `a_t`
         from `(z_t, z_{t+1})`), the one switch between the two variants.
       absolute: the posterior sees only the observation embedding, not `deter` (DreamerV3's
         `absolute`). Required by `"inverse_dynamics"`: `deter_{t+1}` is computed from `a_t`, so a
         posterior that sees it could hand `a_t` to the inverse head without looking at `o_{t+1}`.
+
+    Every float must be finite (`worldmodels.checks`); a bad value raises ValueError naming it.
     """
 
     deter: int = 512
@@ -99,11 +103,21 @@ class RSSMConfig:
     absolute: bool = False
 
     def __post_init__(self):
-        self._check_sizes()
+        sizes = dict(deter=1, hidden=1, groups=1, classes=2, blocks=1, units=1, depth=1, kernel=1)
+        sizes |= dict(minres=1, enc_layers=1, num_bins=2)
+        optional = ("dec", "reward", "cont", "inv", "img", "obs", "dyn")  # these may have 0 layers
+        sizes |= {f"{name}_layers": 0 for name in optional}
+        weights = ("free_nats", "dyn_scale", "rep_scale", "rec_scale", "reward_scale", "cont_scale")
+        check_config(
+            self,
+            {name: Range(ge=low, integer=True) for name, low in sizes.items()}
+            | {"unimix": Range(ge=0, lt=1)}
+            | {name: Range(ge=0) for name in weights},
+        )
         mults = self.mults
         if not isinstance(mults, tuple) or not mults:
             raise ValueError(f"RSSMConfig.mults must be a non-empty tuple, got {mults!r}")
-        if any(not isinstance(m, int) or m < 1 for m in mults):
+        if any(not isinstance(m, int) or isinstance(m, bool) or m < 1 for m in mults):
             raise ValueError(f"RSSMConfig.mults must hold ints >= 1, got {mults!r}")
         if self.deter % self.blocks:
             raise ValueError(
@@ -113,14 +127,7 @@ class RSSMConfig:
             raise ValueError(f"RSSMConfig.norm must be 'rms' or 'layer', got {self.norm!r}")
         if self.act not in ("silu", "mish", "relu", "elu", "tanh"):
             raise ValueError(f"RSSMConfig.act must be a known activation, got {self.act!r}")
-        if not 0.0 <= self.unimix < 1.0:
-            raise ValueError(f"RSSMConfig.unimix must be in [0, 1), got {self.unimix}")
-        weights = ("free_nats", "dyn_scale", "rep_scale", "rec_scale", "reward_scale", "cont_scale")
-        for name in weights:
-            if getattr(self, name) < 0:
-                raise ValueError(f"RSSMConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if not self.vmin < self.vmax:
-            raise ValueError(f"RSSMConfig.vmin ({self.vmin}) must be < vmax ({self.vmax})")
+        check_order(self, "vmin", "vmax")
         if self.objective not in ("decoder", "inverse_dynamics"):
             raise ValueError(
                 f"RSSMConfig.objective must be 'decoder' or 'inverse_dynamics', "
@@ -131,37 +138,6 @@ class RSSMConfig:
                 "RSSMConfig.absolute must be True with objective='inverse_dynamics' (a posterior "
                 "that sees deter_{t+1}, computed from a_t, would leak a_t to the inverse head)"
             )
-
-    def _check_sizes(self):
-        at_least = {
-            "deter": 1,
-            "hidden": 1,
-            "groups": 1,
-            "classes": 2,
-            "blocks": 1,
-            "units": 1,
-            "depth": 1,
-            "kernel": 1,
-            "minres": 1,
-            "enc_layers": 1,
-            "num_bins": 2,
-            **{
-                name: 0
-                for name in (
-                    "dec_layers",
-                    "reward_layers",
-                    "cont_layers",
-                    "inv_layers",
-                    "img_layers",
-                    "obs_layers",
-                    "dyn_layers",
-                )
-            },
-        }
-        for name, low in at_least.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"RSSMConfig.{name} must be an int >= {low}, got {value!r}")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> RSSMConfig:
