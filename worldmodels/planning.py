@@ -4,6 +4,11 @@ Every planner plans for ONE root latent and returns a `PlanOutput`; `vmap` it ov
 model is a `StepFn` `(latent, action [A], key) -> (latent, reward [])` for one trajectory, which
 planners `vmap` over their samples. Counts and bounds are static Python values, checked before
 anything traces; every loop is a `lax.scan`, so a jitted planner compiles once per shape.
+What `step_fn`, `value_fn` and `prior_fn` return is checked as they are traced
+(`worldmodels.shapes`), at no run-time cost: a reward or value other than a floating-point `[]`
+(bools and ints are refused), a prior action other than `[A]`, or a new latent shaped unlike the
+old one raises `ValueError` (`TypeError` for a dtype) naming the function and both shapes, where
+it would otherwise broadcast into a wrong plan or fail inside jax naming nothing.
 
 Warm starts: pass the previous output as `prev=`; its `mean` shifted one step earlier (last step
 zero) seeds the next plan. Agents carrying the plan from the first step start from `initial_plan`
@@ -21,6 +26,7 @@ import numpy as np
 import optax
 
 from worldmodels.rollout import rollout_return
+from worldmodels.shapes import call_prior, call_step
 from worldmodels.types import Array, Latent, PlanOutput, PriorFn, PRNGKey, StepFn, ValueFn
 
 
@@ -141,8 +147,8 @@ def _with_prior(key, root, step_fn, prior_fn, num_pi: int, actions: Array) -> Ar
     def one(key):
         def body(latent, key):
             prior_key, step_key = jax.random.split(key)
-            action = prior_fn(latent, prior_key)
-            return step_fn(latent, action, step_key)[0], action
+            action = call_prior(prior_fn, latent, prior_key, actions.shape[2])
+            return call_step(step_fn, latent, action, step_key)[0], action
 
         return jax.lax.scan(body, root, jax.random.split(key, actions.shape[1]))[1]
 
@@ -181,6 +187,10 @@ def random_shooting(
     Returns:
       `PlanOutput`: the best candidate as `actions` and as `mean` (the next warm start), its first
       `action` and estimated return `value`; `std [H, A]` is that of the uniform distribution.
+
+    Raises:
+      ValueError: a bad count or bound (before tracing); while tracing, a `step_fn`, `value_fn`
+        or `prior_fn` output of the wrong shape (module docstring). TypeError: of the wrong dtype.
 
     Example:
       >>> step_fn = lambda x, a, k: (jnp.stack([x[0] + 0.1 * x[1], x[1] + 0.1 * a[0]]), -x[0] ** 2)
@@ -284,6 +294,10 @@ def cem(
       `PlanOutput`: the last round's best elite (`actions`, its first `action`, its `value`) and
       the refit `mean` and `std`, `[H, A]`.
 
+    Raises:
+      ValueError: a bad count or bound (before tracing); while tracing, a `step_fn`, `value_fn`
+        or `prior_fn` output of the wrong shape (module docstring). TypeError: of the wrong dtype.
+
     Example:
       >>> step_fn = lambda x, a, k: (jnp.stack([x[0] + 0.1 * x[1], x[1] + 0.1 * a[0]]), -x[0] ** 2)
       >>> out = cem(jax.random.key(0), jnp.ones(2), step_fn, horizon=5, action_size=1)
@@ -353,6 +367,10 @@ def mppi(
       `PlanOutput`: the drawn elite (`actions`, its first `action` without exploration noise, its
       estimated `value`) and the last round's `mean` and `std`, `[H, A]`.
 
+    Raises:
+      ValueError: a bad count or bound (before tracing); while tracing, a `step_fn`, `value_fn`
+        or `prior_fn` output of the wrong shape (module docstring). TypeError: of the wrong dtype.
+
     Example:
       >>> step_fn = lambda x, a, k: (jnp.stack([x[0] + 0.1 * x[1], x[1] + 0.1 * a[0]]), -x[0] ** 2)
       >>> out = mppi(jax.random.key(0), jnp.ones(2), step_fn, horizon=5, action_size=1)
@@ -418,6 +436,10 @@ def gradient_shooting(
     Returns:
       `PlanOutput`: the best optimised candidate as `actions` and as `mean` (the next warm
       start), its first `action` and its `value`; `std [H, A]` is the candidates' spread.
+
+    Raises:
+      ValueError: a bad count or bound (before tracing); while tracing, a `step_fn`, `value_fn`
+        or `prior_fn` output of the wrong shape (module docstring). TypeError: of the wrong dtype.
 
     Example:
       >>> step_fn = lambda x, a, k: (jnp.stack([x[0] + 0.1 * x[1], x[1] + 0.1 * a[0]]), -x[0] ** 2)

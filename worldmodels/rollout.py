@@ -1,6 +1,9 @@
 """Rollouts: apply a one-step model along an action sequence in one `lax.scan` over time.
 
 Everything here works on a single (unbatched) latent; `vmap` for batches of roots or samples.
+What `step_fn` and `value_fn` return is checked while tracing (`worldmodels.shapes`): a reward or
+value that is not a floating-point `[]`, or a new latent shaped unlike the old one, is an error
+naming the function, not a wrong result or a broadcasting error deep inside the scan.
 """
 
 from __future__ import annotations
@@ -8,17 +11,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from worldmodels.shapes import call_step, call_value
 from worldmodels.types import Array, Latent, PRNGKey, StepFn, ValueFn
 
 
 def _scan_steps(
     step_fn: StepFn, latent: Latent, actions: Array, key: PRNGKey
 ) -> tuple[Latent, Latent, Array]:
-    """Returns `(final latent, latents [H, ...], rewards [H])`; one fresh key per step."""
+    """Returns `(final latent, latents [H, ...], rewards [H])`; one fresh key per step.
+
+    `step_fn`'s outputs are checked when the body is traced (once per trace, no run-time cost).
+    """
 
     def body(latent, inputs):
         action, step_key = inputs
-        latent, reward = step_fn(latent, action, step_key)
+        latent, reward = call_step(step_fn, latent, action, step_key)
         return latent, (latent, reward)
 
     keys = jax.random.split(key, actions.shape[0])
@@ -47,6 +54,12 @@ def rollout(
     Returns:
       `(latents, rewards)`: `latents` with every leaf stacked `[H, ...]`, the states *after* each
       step (the start latent is not included); `rewards [H]`.
+
+    Raises:
+      ValueError: at trace time, if `step_fn`'s reward is not `[]` or its new latent differs in
+        structure or shapes from the one it was given.
+      TypeError: at trace time, if the reward is not floating point (bools and ints are
+        refused) or a latent leaf changes dtype.
 
     Example:
       >>> step = lambda z, a, k: (z + a[0], -(z**2))
@@ -100,8 +113,12 @@ def rollout_return(
 
     Returns:
       `[]` `sum_t discount**t r_t + discount**H * value_fn(final latent)`.
+
+    Raises:
+      ValueError, TypeError: at trace time, as `rollout` for `step_fn`, and likewise if
+        `value_fn` does not return a floating-point `[]`.
     """
     rollout_key, value_key = jax.random.split(key)
     final, _, rewards = _scan_steps(step_fn, latent, actions, rollout_key)
-    terminal = 0.0 if value_fn is None else value_fn(final, value_key)
+    terminal = 0.0 if value_fn is None else call_value(value_fn, final, value_key)
     return discounted_return(rewards, discount, terminal)

@@ -47,6 +47,7 @@ from worldmodels.nets import (
 )
 from worldmodels.rssm_config import RSSMConfig
 from worldmodels.scan import hoisted_scan
+from worldmodels.shapes import check_batch, describe
 
 __all__ = ["RSSMConfig", "RSSMModel", "RSSMState", "kl_balance", "make_rssm"]
 
@@ -162,6 +163,16 @@ def _obs_input(obs: jax.Array, obs_size: ObsSize) -> jax.Array:
     if obs.dtype != jnp.uint8:
         raise ValueError(f"RSSM: image observations must be uint8, got {obs.dtype} {obs.shape}")
     return obs.astype(jnp.float32) / 255.0 - 0.5
+
+
+def _check_batch(batch: Any, obs_size: ObsSize, action_size: int) -> dict[str, int]:
+    """Checks the fields `RSSMModel.model_loss` reads (static shapes); returns the axis sizes."""
+    image = isinstance(obs_size, tuple)
+    obs_axes = ("T", "B", "H", "W", "C") if image else ("T", "B", "O")
+    known = dict(zip(("H", "W", "C"), obs_size, strict=True)) if image else {"O": obs_size}
+    fields = [("obs", obs_axes), ("action", ("T", "B", "A")), ("reward", ("T", "B"))]
+    fields += [("next_obs", obs_axes), ("terminated", ("T", "B")), ("done", ("T", "B"))]
+    return check_batch(batch, fields, "RSSM.model_loss", known | {"A": action_size})
 
 
 def kl_balance(
@@ -388,9 +399,21 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         Returns:
           `(loss, (metrics, post))`; `post` is the posterior `RSSMState` `[T, B, ...]` after
           each transition (of `next_obs`).
+
+        Raises:
+          TypeError: `batch` is not such an object (a dict, say) or lacks a field.
+          ValueError: a field's shape is wrong, e.g.
+            `batch.reward must have shape [T, B] = (8, 4), got (4,)`; or `start_first` is not
+            `[B]`, or only one of `start` and `start_first` is given.
         """
         if (start is None) != (start_first is None):
             raise ValueError("RSSM.model_loss: pass start and start_first together")
+        dims = _check_batch(batch, *sizes(params))
+        if start_first is not None and jnp.shape(start_first) != (dims["B"],):
+            raise ValueError(
+                f"RSSM.model_loss: start_first must have shape [B] = ({dims['B']},), "
+                f"got {describe(start_first)}"
+            )
         z_prev, post, logits = posterior_sequence(params, batch, key, start, start_first)
         prior = prior_logits(params, post.deter)
         dyn, rep, dyn_raw, rep_raw = kl_balance(logits, prior, c.unimix, c.free_nats)

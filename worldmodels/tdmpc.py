@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import optax
 
 from worldmodels import dists
+from worldmodels.checks import Range, check_config, check_order
 from worldmodels.nets import ensemble, mlp
+from worldmodels.shapes import check_batch
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -40,15 +42,18 @@ class TDMPCConfig:
       enc_dim: hidden width of the encoder.
       num_enc_layers: encoder depth (hidden layers + output layer).
       num_q: Q-functions in the ensemble (two random ones are used for targets).
-      num_bins, vmin, vmax: two-hot layout in symlog space for rewards and values.
+      num_bins, vmin, vmax: two-hot layout in symlog space for rewards and values (vmin < vmax).
       simnorm_dim: SimNorm group size.
-      log_std_min, log_std_max: policy log-std range.
-      rho: temporal weight decay over the horizon in every loss.
-      consistency_coef, reward_coef, value_coef, termination_coef: loss weights.
-      entropy_coef: policy entropy bonus.
-      discount: TD discount (the agent derives it from the episode length, as TD-MPC2 does).
+      log_std_min, log_std_max: policy log-std range (min < max).
+      rho: temporal weight decay over the horizon in every loss, in (0, 1].
+      consistency_coef, reward_coef, value_coef, termination_coef: loss weights, >= 0.
+      entropy_coef: policy entropy bonus, >= 0.
+      discount: TD discount in (0, 1] (the agent derives it from the episode length, as TD-MPC2
+        does).
       episodic: learn a termination head (tasks whose episodes end on failure).
       act: hidden activation.
+
+    Every float must be finite (`worldmodels.checks`); a bad value raises ValueError naming it.
     """
 
     latent_dim: int = 512
@@ -73,27 +78,22 @@ class TDMPCConfig:
     act: Literal["mish", "silu", "relu", "elu"] = "mish"
 
     def __post_init__(self):
-        positive = ("latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q", "simnorm_dim")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"TDMPCConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_q < 2:
-            raise ValueError(f"TDMPCConfig.num_q must be >= 2 (targets use two), got {self.num_q}")
-        if self.num_bins < 2:
-            raise ValueError(f"TDMPCConfig.num_bins must be >= 2, got {self.num_bins}")
+        sizes = ("latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "simnorm_dim")
+        coefs = ("consistency_coef", "reward_coef", "value_coef", "termination_coef")
+        check_config(
+            self,
+            {name: Range(ge=1, integer=True) for name in sizes}
+            | {"num_q": Range(ge=2, integer=True), "num_bins": Range(ge=2, integer=True)}
+            | {name: Range(ge=0) for name in (*coefs, "entropy_coef")}
+            | {"rho": Range(gt=0, le=1), "discount": Range(gt=0, le=1)},
+        )
         if self.latent_dim % self.simnorm_dim:
             raise ValueError(
                 f"TDMPCConfig.latent_dim ({self.latent_dim}) must be a multiple of "
                 f"simnorm_dim ({self.simnorm_dim})"
             )
-        if not self.vmin < self.vmax:
-            raise ValueError(f"TDMPCConfig.vmin ({self.vmin}) must be < vmax ({self.vmax})")
-        if not self.log_std_min < self.log_std_max:
-            raise ValueError("TDMPCConfig.log_std_min must be < log_std_max")
-        if not 0.0 < self.discount <= 1.0:
-            raise ValueError(f"TDMPCConfig.discount must be in (0, 1], got {self.discount}")
-        if not 0.0 < self.rho <= 1.0:
-            raise ValueError(f"TDMPCConfig.rho must be in (0, 1], got {self.rho}")
+        check_order(self, "vmin", "vmax")
+        check_order(self, "log_std_min", "log_std_max")
 
 
 class TDMPCModel(NamedTuple):
@@ -244,7 +244,17 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
 
         Returns:
           `(loss, (metrics, latents [H+1, B, L]))`; latents are the model rollout from `obs[0]`.
+
+        Raises:
+          TypeError: `batch` is not such an object (a dict, say) or lacks a field.
+          ValueError: a field's shape is wrong, e.g.
+            `batch.reward must have shape [H, B] = (3, 16), got (16,)`.
         """
+        obs_size, action_size = sizes(params)
+        fields = [("obs", ("H", "B", "O")), ("action", ("H", "B", "A"))]
+        fields += [("reward", ("H", "B")), ("next_obs", ("H", "B", "O"))]
+        fields += [("terminated", ("H", "B"))]
+        check_batch(batch, fields, "TDMPCModel.model_loss", {"O": obs_size, "A": action_size})
         horizon = batch.action.shape[0]
         k_pi, k_q = jax.random.split(key)
         sg = jax.lax.stop_gradient

@@ -359,3 +359,137 @@ def test_docstring_examples_run():
     globs = {"jax": jax, "jnp": jnp} | {p.__name__: jitted(p) for p in planners}
     result = doctest.testmod(planning, extraglobs=globs)
     assert result.failed == 0 and result.attempted >= 4
+
+
+def readme_step(latent, action, key):
+    """The README's point mass, state (position, velocity): a reward `[]` per latent."""
+    pos, vel = latent
+    vel = vel + 0.1 * action[0]
+    return (pos + 0.1 * vel, vel), -(pos**2 + 0.1 * vel**2)
+
+
+def with_reward(reshape):
+    """`readme_step` with its reward passed through `reshape`."""
+
+    def step_fn(latent, action, key):
+        latent, reward = readme_step(latent, action, key)
+        return latent, reshape(reward)
+
+    return step_fn
+
+
+def with_latent(change):
+    """`readme_step` with its new latent passed through `change`."""
+
+    def step_fn(latent, action, key):
+        latent, reward = readme_step(latent, action, key)
+        return change(latent), reward
+
+    return step_fn
+
+
+README_ROOT = (jnp.array(1.0), jnp.array(0.0))
+GOOD_VALUE = lambda latent, key: -(latent[0] ** 2)
+GOOD_PRIOR = lambda latent, key: jnp.clip(-latent[0], -1.0, 1.0)[None]
+TINY = {  # the smallest budget that still runs every part of each planner (traced only)
+    random_shooting: dict(num_samples=4, num_pi_trajs=2),
+    cem: dict(num_samples=4, num_elites=2, num_pi_trajs=2, iterations=1),
+    mppi: dict(num_samples=4, num_elites=2, num_pi_trajs=2, iterations=1),
+    gradient_shooting: dict(num_samples=2, num_pi_trajs=2, iterations=1),
+}
+SHAPE = r"\(one scalar per latent\), got shape"
+REWARD = rf"step_fn must return reward of shape \[\] {SHAPE}"
+BAD_OUTPUTS = {  # case: (planner keywords, error, message)
+    "reward[1]": (dict(step_fn=with_reward(lambda r: r[None])), ValueError, rf"{REWARD} \(1,\)"),
+    "reward[2]": (
+        dict(step_fn=with_reward(lambda r: jnp.stack([r, r]))),
+        ValueError,
+        rf"{REWARD} \(2,\) float32",
+    ),
+    "reward[1]-prior": (  # the prior's rollouts check the step too
+        dict(step_fn=with_reward(lambda r: r[None]), prior_fn=GOOD_PRIOR),
+        ValueError,
+        rf"{REWARD} \(1,\) float32",
+    ),
+    "bool-reward": (
+        dict(step_fn=with_reward(lambda r: r > -0.5)),
+        TypeError,
+        r"step_fn must return a floating-point reward of shape \[\], got shape \(\) bool",
+    ),
+    "int-reward": (
+        dict(step_fn=with_reward(lambda r: r.astype(jnp.int32))),
+        TypeError,
+        r"step_fn must return a floating-point reward .*\(\) int32",
+    ),
+    "no-pair": (
+        dict(step_fn=lambda latent, action, key: readme_step(latent, action, key)[1]),
+        TypeError,
+        r"step_fn must return a pair \(latent, reward \[\]\)",
+    ),
+    "latent-shape": (
+        dict(step_fn=with_latent(lambda z: (z[0], z[1][None]))),
+        ValueError,
+        r"step_fn must return a latent shaped like .* latent\[1\] went in as \(\) float32, "
+        r"came out as \(1,\) float32",
+    ),
+    "latent-dtype": (
+        dict(step_fn=with_latent(lambda z: (z[0], z[1].astype(jnp.int32)))),
+        TypeError,
+        r"step_fn .* latent\[1\] went in as \(\) float32, came out as \(\) int32",
+    ),
+    "latent-structure": (
+        dict(step_fn=with_latent(lambda z: [*z])),
+        ValueError,
+        r"step_fn must return a latent with the pytree structure",
+    ),
+    "value[1]": (
+        dict(value_fn=lambda latent, key: GOOD_VALUE(latent, key)[None]),
+        ValueError,
+        rf"value_fn must return value of shape \[\] {SHAPE} \(1,\) float32",
+    ),
+    "bool-value": (
+        dict(value_fn=lambda latent, key: latent[0] > 0),
+        TypeError,
+        r"value_fn must return a floating-point value of shape \[\], got shape \(\) bool",
+    ),
+    "prior[2]": (
+        dict(prior_fn=lambda latent, key: jnp.zeros(2)),
+        ValueError,
+        r"prior_fn must return an action of shape \[A\] = \(1,\) for one latent, "
+        r"got shape \(2,\) float32",
+    ),
+    "prior[]": (
+        dict(prior_fn=lambda latent, key: GOOD_PRIOR(latent, key)[0]),
+        ValueError,
+        r"prior_fn must return an action of shape \[A\] = \(1,\) .*got shape \(\) float32",
+    ),
+}
+
+
+def trace_plan(planner, key, *, step_fn=readme_step, root=README_ROOT, **kwargs):
+    """Traces `planner` on the README point mass without compiling; returns the output shapes."""
+    config = dict(horizon=3, action_size=1, value_fn=GOOD_VALUE) | TINY[planner] | kwargs
+    return jax.eval_shape(lambda k: planner(k, root, step_fn, **config), key)
+
+
+def test_readme_point_mass_with_a_reward_of_shape_one_raises(key):
+    # Broadcast against the [H] discounts, this reward gave a wrong plan without an error.
+    step_fn = with_reward(lambda r: jnp.reshape(r, (1,)))
+    with pytest.raises(ValueError, match=rf"step_fn must return reward of shape \[\] {SHAPE} \(1,"):
+        mppi(key, README_ROOT, step_fn, horizon=5, action_size=1)
+
+
+@pytest.mark.parametrize("case", BAD_OUTPUTS)
+@pytest.mark.parametrize("planner", [random_shooting, cem, mppi, gradient_shooting])
+def test_bad_model_outputs_raise_naming_the_function_and_shapes(planner, case, key):
+    kwargs, error, message = BAD_OUTPUTS[case]
+    with pytest.raises(error, match=message):
+        trace_plan(planner, key, **kwargs)
+
+
+@pytest.mark.parametrize("planner", [random_shooting, cem, mppi, gradient_shooting])
+def test_good_model_outputs_pass_the_checks(planner, key):
+    # Python numbers as the root are weakly typed: the step may return them as float32 arrays.
+    for root in (README_ROOT, (1.0, 0.0)):
+        out = trace_plan(planner, key, root=root, prior_fn=GOOD_PRIOR)
+        assert out.actions.shape == (3, 1) and out.value.shape == ()

@@ -6,6 +6,7 @@ import importlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from worldmodels.rollout import discounted_return, rollout, rollout_return
 
@@ -91,6 +92,79 @@ def test_rollout_return_gradients_finite(key):
     grads = jax.grad(lambda a: rollout_return(noisy_step, start(), a, key, discount=0.9))(actions)
     assert grads.shape == actions.shape and np.all(np.isfinite(grads))
     assert np.any(grads != 0)
+
+
+def changed_step(change_latent=lambda z: z, change_reward=lambda r: r):
+    """`noisy_step` with its new latent and reward passed through the given functions."""
+
+    def step_fn(latent, action, key):
+        latent, reward = noisy_step(latent, action, key)
+        return change_latent(latent), change_reward(reward)
+
+    return step_fn
+
+
+BAD_STEPS = {  # case: (step_fn, error, message)
+    "reward[1]": (
+        changed_step(change_reward=lambda r: r[None]),
+        ValueError,
+        r"step_fn must return reward of shape \[\] \(one scalar per latent\), got shape \(1,\) "
+        r"float32",
+    ),
+    "bool-reward": (
+        changed_step(change_reward=lambda r: r > 0),
+        TypeError,
+        r"step_fn must return a floating-point reward of shape \[\], got shape \(\) bool",
+    ),
+    "latent-structure": (
+        changed_step(lambda z: {"x": z["x"]}),
+        ValueError,
+        r"step_fn must return a latent with the pytree structure of the one it was given",
+    ),
+    "latent-shape": (
+        changed_step(lambda z: dict(z, x=z["x"][:1])),
+        ValueError,
+        r"leaf latent\['x'\] went in as \(2,\) float32, came out as \(1,\) float32",
+    ),
+    "latent-dtype": (
+        changed_step(lambda z: dict(z, t=z["t"].astype(jnp.float32))),
+        TypeError,
+        r"leaf latent\['t'\] went in as \(\) int32, came out as \(\) float32",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_STEPS)
+@pytest.mark.parametrize("fn", [rollout, rollout_return])
+def test_bad_step_outputs_raise_naming_step_fn(fn, case, key):
+    step_fn, error, message = BAD_STEPS[case]
+    with pytest.raises(error, match=message):
+        jax.eval_shape(lambda k: fn(step_fn, start(), jnp.zeros((HORIZON, 1)), k), key)
+
+
+@pytest.mark.parametrize(
+    "value_fn, error, message",
+    [
+        (lambda z, k: z["x"], ValueError, r"value_fn must return value of shape \[\] .*\(2,\)"),
+        (lambda z, k: z["t"], TypeError, r"value_fn must return a floating-point .*\(\) int32"),
+    ],
+    ids=["value[2]", "int-value"],
+)
+def test_bad_value_raises_naming_value_fn(value_fn, error, message, key):
+    with pytest.raises(error, match=message):
+        rollout_return(noisy_step, start(), jnp.zeros((HORIZON, 1)), key, value_fn=value_fn)
+
+
+def test_checks_add_nothing_to_the_traced_program(key, monkeypatch):
+    # The same jaxpr with the checked calls swapped for plain ones: the checks are trace-time only.
+    module = importlib.import_module("worldmodels.rollout")
+    value_fn = lambda latent, key: latent["x"][0]
+    program = lambda a, k: rollout_return(noisy_step, start(), a, k, value_fn=value_fn)
+    actions = jnp.zeros((HORIZON, 1))
+    checked = str(jax.make_jaxpr(program)(actions, key))
+    monkeypatch.setattr(module, "call_step", lambda f, *args: f(*args))
+    monkeypatch.setattr(module, "call_value", lambda f, *args: f(*args))
+    assert str(jax.make_jaxpr(program)(actions, key)) == checked
 
 
 def test_docstring_examples_run():

@@ -1,4 +1,5 @@
 import dataclasses
+import re
 from typing import NamedTuple
 
 import jax
@@ -519,3 +520,54 @@ def test_replay_context_start_continues_the_sequence(model, params, key):
     assert all(float(jnp.abs(g).sum()) == 0 for g in jax.tree.leaves(grad(start)))
     with pytest.raises(ValueError, match="together"):
         model.model_loss(params, batch, k_loss, start)
+
+
+@pytest.mark.parametrize(
+    "field, change, message",
+    [
+        ("reward", lambda x: x[0], "[T, B] = (6, 4), got (4,)"),
+        ("done", lambda x: x[..., None], "[T, B] = (6, 4), got (6, 4, 1)"),
+        ("terminated", lambda x: x[:, :2], "[T, B] = (6, 4), got (6, 2)"),
+        ("obs", lambda x: x[0], "[T, B, O] = [T, B, 5], got (4, 5)"),
+        ("action", lambda x: x[..., :1], "[T, B, A] = (6, 4, 2), got (6, 4, 1)"),
+        ("next_obs", lambda x: x[:3], "[T, B, O] = (6, 4, 5), got (3, 4, 5)"),
+    ],
+)
+def test_loss_names_the_batch_field_of_the_wrong_shape(model, params, field, change, message):
+    batch, key = _batch(jax.random.key(1)), jax.random.key(2)
+    bad = batch._replace(**{field: change(getattr(batch, field))})
+    for loss in (model.loss, model.model_loss):
+        with pytest.raises(
+            ValueError, match=re.escape(f"RSSM.model_loss: batch.{field} must have shape {message}")
+        ):
+            loss(params, bad, key)
+
+
+def test_loss_of_a_dict_batch_names_the_container(model, params):
+    batch = _batch(jax.random.key(1))
+    container = "batch must be a Transition-like object with array fields obs, action, reward, "
+    container += "next_obs, terminated, done read as attributes (e.g. agents.types.Transition"
+    with pytest.raises(TypeError, match=re.escape(container) + ".*got dict$"):
+        model.loss(params, batch._asdict(), jax.random.key(2))
+
+
+def test_image_loss_names_the_image_shape(image_model, image_params):
+    batch, key = _image_batch(jax.random.key(1)), jax.random.key(2)
+    message = "batch.obs must have shape [T, B, H, W, C] = [T, B, 16, 16, 3], got (6, 4, 16, 8, 3)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        image_model.loss(image_params, batch._replace(obs=batch.obs[..., :8, :]), key)
+    message = (
+        "batch.next_obs must have shape [T, B, H, W, C] = (6, 4, 16, 16, 3), got (6, 4, 16, 16)"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        image_model.loss(image_params, batch._replace(next_obs=batch.next_obs[..., 0]), key)
+    loss, _ = jax.eval_shape(image_model.loss, image_params, batch, key)  # the right shapes pass
+    assert loss.shape == ()
+
+
+def test_start_first_must_have_the_batch_shape(model, params):
+    batch, key, start = _batch(jax.random.key(1)), jax.random.key(2), model.initial(params, B)
+    with pytest.raises(ValueError, match=re.escape("start_first must have shape [B] = (4,), got")):
+        model.model_loss(params, batch, key, start, jnp.ones((B + 1,), bool))
+    loss, _ = jax.eval_shape(model.model_loss, params, batch, key, start, jnp.ones((B,), bool))
+    assert loss.shape == ()

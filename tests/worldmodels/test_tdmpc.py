@@ -1,3 +1,6 @@
+import re
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,6 +126,56 @@ def test_terminated_steps_do_not_bootstrap(model, params):
     batch = batch.replace(terminated=jnp.ones((H, B), bool), reward=jnp.full((H, B), 0.7))
     _, (metrics, _) = model.model_loss(params, batch, jax.random.key(4))
     np.testing.assert_allclose(metrics["td_target"], 0.7, rtol=1e-6)
+
+
+class ModelBatch(NamedTuple):  # only the fields the TD-MPC2 loss reads
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array
+    terminated: jax.Array
+
+
+def test_loss_accepts_any_container_with_the_fields(model, params):
+    batch = _batch(jax.random.key(3))
+    fields = {name: getattr(batch, name) for name in ModelBatch._fields}
+    for good in (batch, ModelBatch(**fields)):  # traced only: the checks run at trace time
+        loss, _ = jax.eval_shape(model.loss, params, good, jax.random.key(4))
+        assert loss.shape == ()
+
+
+@pytest.mark.parametrize(
+    "field, change, message",
+    [
+        ("reward", lambda x: x[0], "[H, B] = (3, 16), got (16,)"),
+        ("terminated", lambda x: x[..., None], "[H, B] = (3, 16), got (3, 16, 1)"),
+        ("obs", lambda x: x[0], "[H, B, O] = [H, B, 5], got (16, 5)"),
+        ("obs", lambda x: x[..., :4], "[H, B, O] = [H, B, 5], got (3, 16, 4)"),
+        ("action", lambda x: x[:, :-1], "[H, B, A] = (3, 16, 2), got (3, 15, 2)"),
+        ("next_obs", lambda x: x[:2], "[H, B, O] = (3, 16, 5), got (2, 16, 5)"),
+    ],
+)
+def test_loss_names_the_batch_field_of_the_wrong_shape(model, params, field, change, message):
+    batch = _batch(jax.random.key(3))
+    bad = batch.replace(**{field: change(getattr(batch, field))})
+    for loss in (model.loss, model.model_loss):
+        with pytest.raises(
+            ValueError,
+            match=re.escape(f"TDMPCModel.model_loss: batch.{field} must have shape {message}"),
+        ):
+            loss(params, bad, jax.random.key(4))
+
+
+def test_loss_of_a_dict_or_incomplete_batch_names_the_container(model, params):
+    batch, key = _batch(jax.random.key(3)), jax.random.key(4)
+    fields = {name: getattr(batch, name) for name in ModelBatch._fields}
+    container = r"batch must be a Transition-like object with array fields obs, action, reward, "
+    container += r"next_obs, terminated read as attributes \(e\.g\. agents\.types\.Transition"
+    with pytest.raises(TypeError, match=rf"{container}.*got dict$"):
+        model.loss(params, fields, key)
+    incomplete = NamedTuple("Partial", [(n, jax.Array) for n in ("obs", "action", "reward")])
+    with pytest.raises(TypeError, match=rf"{container}.*got Partial lacking next_obs, terminated"):
+        model.loss(params, incomplete(batch.obs, batch.action, batch.reward), key)
 
 
 @pytest.mark.parametrize(
