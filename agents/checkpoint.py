@@ -2,8 +2,10 @@
 
 Orbax does not detect corruption: a flipped byte restores silently wrong values. Every checkpoint
 therefore holds, next to the state, a JSON item with the run's config, the caller's metadata and a
-sha256 of every leaf's bytes; `restore` recomputes them and falls back to the previous step if the
-latest one is corrupt or incomplete. This is the one module in the project that imports orbax.
+sha256 of every leaf's bytes, and once committed a record of its files' sizes and sha256s;
+`restore` checks the files before orbax reads them, recomputes the leaf hashes after, and falls
+back to the previous step if the latest one is corrupt or incomplete. This is the one module in
+the project that imports orbax.
 
 Example:
     >>> import tempfile, jax, jax.numpy as jnp
@@ -23,6 +25,7 @@ Example:
 import hashlib
 import json
 import logging
+import math
 import pathlib
 import shutil
 import time
@@ -34,6 +37,7 @@ from jax.sharding import AbstractMesh, NamedSharding
 
 logger = logging.getLogger(__name__)
 _MISSING = "<missing>"
+_FILES = "wm_files.json"  # our record of a committed step's files: {path: [size, sha256]}
 _TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax writes a step here, then renames it into place
 _PYTHON = {"python-int": int, "python-float": float, "python-bool": bool}
 
@@ -61,10 +65,10 @@ class Checkpointer:
         self._config = _to_json(config)
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
-        self._writing, self._invalid = False, []
+        self._writing, self._invalid, self._unrecorded = False, [], []
         stored = self._stored_config()
         if stored is not None:
-            diffs = _diff(stored, self._config, ignore=set(ignore))
+            diffs = diff_configs(stored, self._config, ignore=set(ignore))
             if diffs:
                 self._manager.close()
                 lines = "\n".join(f"  {k}: {old!r} -> {new!r}" for k, old, new in diffs)
@@ -90,13 +94,22 @@ class Checkpointer:
             state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra)
         )
         saved = self._manager.save(step, args=args)
-        if not saved:
+        if saved:
+            self._unrecorded.append(step)
+        else:
             logger.warning("orbax skipped saving step %d in %s", step, self.directory)
         return saved
 
     def wait(self) -> None:
-        """Blocks until every started save is committed on disk (raises its error if one failed)."""
+        """Blocks until every started save is committed on disk (raises its error if one failed),
+        then records each new checkpoint's file sizes and hashes (`_FILES`), which `restore`
+        checks before orbax reads anything."""
         self._manager.wait_until_finished()
+        for step in self._unrecorded:
+            path = self.directory / str(step)
+            if path.is_dir():
+                _write_json_atomic(path / _FILES, _file_hashes(path))
+        self._unrecorded = []
 
     def latest_step(self) -> int | None:
         """The newest finished checkpoint's step (not yet verified; see `restore`), or None."""
@@ -139,8 +152,11 @@ class Checkpointer:
         raise CheckpointError(f"no valid checkpoint in {self.directory}:\n" + "\n".join(errors))
 
     def close(self) -> None:
-        """Waits for pending saves and releases orbax's resources."""
-        self._manager.close()
+        """Waits for pending saves (recording their files) and releases orbax's resources."""
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
 
     def __enter__(self):
         return self
@@ -149,6 +165,9 @@ class Checkpointer:
         self.close()
 
     def _restore_step(self, step, target_state):
+        # A corrupt file makes orbax fail one read while hundreds more are in flight, whose
+        # callbacks then print "Event loop is closed" tracebacks: catch it before orbax reads.
+        _check_files(self.directory / str(step))
         extra = self._read_extra(step)
         saved = extra["hashes"]
         target = jax.tree_util.tree_map_with_path(
@@ -191,6 +210,42 @@ class Checkpointer:
             except Exception as e:
                 logger.warning("cannot read the config of checkpoint step %d: %s", step, e)
         return None
+
+
+def _file_hashes(step_dir: pathlib.Path) -> dict[str, list]:
+    """`{relative path: [size, sha256]}` of every file of a committed step directory."""
+    out = {}
+    for path in sorted(step_dir.rglob("*")):
+        if path.is_file() and path.name != _FILES:
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 22), b""):
+                    digest.update(block)
+            out[str(path.relative_to(step_dir))] = [path.stat().st_size, digest.hexdigest()]
+    return out
+
+
+def _check_files(step_dir: pathlib.Path) -> None:
+    """Raises CheckpointError if a file recorded at save time is missing or changed (a step
+    saved before this check existed, or killed before it was recorded, has no record: skipped)."""
+    record = step_dir / _FILES
+    if not record.exists():
+        return
+    try:
+        expected = json.loads(record.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"unreadable {record}: {e}") from None
+    got = _file_hashes(step_dir)
+    bad = sorted(k for k in expected if got.get(k) != expected[k])
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise CheckpointError(f"missing or changed files: {', '.join(bad[:3])}{more}")
+
+
+def _write_json_atomic(path: pathlib.Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 def _hashes(tree) -> dict[str, str]:
@@ -238,15 +293,24 @@ def _tolist(value):
     raise TypeError(f"not JSON-able: {value!r}")
 
 
-def _diff(old, new, ignore, prefix=""):
-    """`(dotted key, old, new)` for each differing leaf of two nested dicts, skipping `ignore`."""
+def diff_configs(old: dict, new: dict, ignore=(), prefix: str = "") -> list[tuple]:
+    """`(dotted key, old, new)` for each differing leaf of two nested config dicts.
+
+    Keys (or key prefixes) in `ignore` are skipped; a key present on one side only differs
+    (`"<missing>"` stands for the absent value). Two NaNs are equal: a config read back from JSON
+    holds a new NaN object, which `!=` would call different from the saved one.
+    """
     out = []
     for k in sorted(old.keys() | new.keys()):
         key, a, b = f"{prefix}{k}", old.get(k, _MISSING), new.get(k, _MISSING)
         if key in ignore:
             continue
         if isinstance(a, dict) and isinstance(b, dict):
-            out += _diff(a, b, ignore, f"{key}.")
-        elif a != b:
+            out += diff_configs(a, b, ignore, f"{key}.")
+        elif a != b and not (_is_nan(a) and _is_nan(b)):
             out.append((key, a, b))
     return out
+
+
+def _is_nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -96,6 +98,13 @@ def _train(cmd: Train) -> None:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: getattr(cmd, k) for k in fields})
     if cmd.resume:
+        if cmd.out is not None and Path(cmd.out).resolve() != Path(cmd.resume).resolve():
+            raise ValueError(
+                f"--out {cmd.out} and --resume {cmd.resume} name different directories: a resumed "
+                "run stays in its own directory (drop --out)"
+            )
+        if cmd.overwrite:
+            raise ValueError("--overwrite and --resume exclude each other")
         out = Path(cmd.resume)
     else:
         out = Path(cmd.out or f"runs/{cfg.env}-{cfg.agent}-seed{cfg.seed}")
@@ -134,39 +143,86 @@ def _enable_compile_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+COMMANDS = {"train": Train, "eval": Eval, "bench": Bench}
+DESCRIPTION = (
+    "worldmodels: model-based RL on Brax, on device. Errors are one line; --debug (anywhere on "
+    "the line) or WM_DEBUG=1 also prints the traceback."
+)
+
+
 def parse(argv: list[str]) -> Train | Eval | Bench:
     """Parse `wm` arguments into a command; raises ValueError/FileNotFoundError on bad input."""
+    if not argv or argv[0] not in COMMANDS:  # --help, or a missing or unknown subcommand
+        return tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, description=DESCRIPTION)
+    name, rest = argv[0], argv[1:]
+    default = None
     resume = _resume_dir(argv)
-    if resume is None:
-        commands = {"train": Train, "eval": Eval, "bench": Bench}
-        return tyro.extras.subcommand_cli_from_dict(
-            commands, args=argv, description="worldmodels: model-based RL on Brax, on device."
-        )
-    # Flags not given keep the saved run's values, not the CLI defaults.
-    from agents.run import load_config
+    if resume is not None:  # flags not given keep the saved run's values, not the CLI defaults
+        from agents.run import load_config
 
-    saved = dataclasses.asdict(load_config(resume))
-    default = Train(**{**_from_saved(saved), "resume": resume})
-    return tyro.cli(Train, args=argv[1:], default=default, prog="wm train")
+        saved = dataclasses.asdict(load_config(resume))
+        default = Train(**{**_from_saved(saved), "resume": resume})
+    # One subcommand parsed alone: tyro's subcommand wrapper would name nested fields in its
+    # errors with an internal prefix (`__tyro-dummy-inner__.tdmpc2`).
+    return tyro.cli(COMMANDS[name], args=rest, default=default, prog=f"wm {name}")
+
+
+# Exit codes: 2 for a bad command line, config or directory (nothing was run), 1 for a failure
+# while running, 130 / 143 for SIGINT / SIGTERM (after the checkpoint was saved).
+_USAGE_ERRORS = (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError)
+
+
+def _error_message(error: BaseException) -> str:
+    from agents.run import root_cause
+
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.filename}: {error.strerror}"
+    text = str(error).strip()
+    return text if text else root_cause(error)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `wm` command."""
     tune_host_allocator()  # before JAX starts its CPU threads (see agents.hostmem)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("WM_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    _setup_logging(debug)
     try:
-        cmd = parse(sys.argv[1:] if argv is None else list(argv))
-    except (ValueError, FileNotFoundError) as e:  # config validation, or no run to resume
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from e
-    _enable_compile_cache()
-    try:
+        cmd = parse(argv)
+        _enable_compile_cache()
         {Train: _train, Eval: _eval, Bench: _bench}[type(cmd)](cmd)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from e
-    except KeyboardInterrupt:
+    except SystemExit:
+        raise
+    except KeyboardInterrupt as e:
+        from agents.run import Interrupted
+
+        if isinstance(e, Interrupted):
+            print(e, file=sys.stderr)
+            raise SystemExit(128 + e.signum) from None
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        usage = isinstance(e, _USAGE_ERRORS) and not _is_runtime_os_error(e)
+        hint = "" if debug or usage else " (--debug shows the traceback)"
+        print(f"error: {_error_message(e)}{hint}", file=sys.stderr)
+        raise SystemExit(2 if usage else 1) from None
+
+
+def _setup_logging(debug: bool) -> None:
+    """Warnings as one `warning:` line each; orbax's and absl's own chatter only with --debug."""
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
+    if not debug:
+        logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def _is_runtime_os_error(error: BaseException) -> bool:
+    """An OSError from the disk (full, read-only) rather than a missing or existing path."""
+    return isinstance(error, OSError) and not isinstance(
+        error, FileExistsError | FileNotFoundError | NotADirectoryError
+    )
 
 
 if __name__ == "__main__":

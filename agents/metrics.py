@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
@@ -35,16 +35,18 @@ class MetricsLog:
                 continue
         return rows
 
-    def truncate(self, env_steps: int) -> None:
-        """Keep only rows at or before `env_steps` (used when resuming from a checkpoint)."""
-        kept = [r for r in self.rows() if r["env_steps"] <= env_steps]
+    def truncate(self, env_steps: int | None) -> None:
+        """Keep only rows at or before `env_steps` (resuming from a checkpoint); None keeps none
+        (a run starting over: rows of an attempt killed before its first checkpoint go)."""
+        if env_steps is None and not self.jsonl.exists():
+            return
+        kept = [r for r in self.rows() if env_steps is not None and r["env_steps"] <= env_steps]
         self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, env_steps: int, wall_s: float, metrics: dict) -> dict:
+        """Appends one row; a non-finite metric is written as JSON's NaN/Infinity, never hidden."""
         row = {"env_steps": int(env_steps), "wall_s": round(float(wall_s), 3)}
-        for k, v in metrics.items():
-            v = float(v)
-            row[k] = v if math.isfinite(v) else None
+        row.update({k: np.asarray(v).item() for k, v in metrics.items()})  # ints stay ints
         with self.jsonl.open("a") as f:
             f.write(json.dumps(row) + "\n")
         return row

@@ -7,16 +7,22 @@ Layout of a run directory:
   metrics.csv     the same as a table
   curve.png       eval return against env steps
   checkpoints/    orbax checkpoints of the whole training state (verified by hashes)
+
+Everything that can fail (the config, the directory, building the env and agent) is checked
+before anything is written. SIGINT (Ctrl-C) and SIGTERM (what a cluster scheduler sends) stop the
+run at the end of the chunk in flight: its metrics row and any evaluation it crosses are written
+and a checkpoint is saved, so the resumed run's metrics equal an uninterrupted run's. A second
+signal stops at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
+import signal
 import sys
+import threading
 import time
-import typing
 from pathlib import Path
 
 import jax
@@ -26,39 +32,46 @@ from agents.checkpoint import Checkpointer
 from agents.dreamer import make_dreamer
 from agents.envs import make_env
 from agents.metrics import MetricsLog
+from agents.rundir import (
+    RESUMABLE_FIELDS,
+    check_out,
+    config_from_dict,
+    config_to_dict,
+    create_run,
+    load_config,
+    resume_config,
+)
 from agents.tdmpc2 import make_tdmpc2
 from agents.train import TrainConfig, make_train
 
-# Config fields that may change between a run and its resume.
-RESUMABLE_FIELDS = ("steps", "eval_every", "checkpoint_every")
+__all__ = [
+    "RESUMABLE_FIELDS",
+    "Interrupted",
+    "RunError",
+    "build",
+    "config_from_dict",
+    "config_to_dict",
+    "evaluate_run",
+    "load_config",
+    "run_training",
+]
 
 
-def config_to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
+class RunError(RuntimeError):
+    """A run that cannot go on (a failed checkpoint write, every update non-finite)."""
 
 
-def config_from_dict(cls, data: dict):
-    """Rebuild a (nested) frozen config dataclass from `config_to_dict` output."""
-    hints = typing.get_type_hints(cls)
-    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown config fields {sorted(unknown)}")
-    kwargs = {}
-    for name, value in data.items():
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind):
-            value = config_from_dict(kind, value)
-        elif isinstance(value, list):  # JSON has no tuples; config sequences are tuples
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
+class Interrupted(KeyboardInterrupt):
+    """The run in `out` stopped on a signal (`signum`: SIGINT or SIGTERM) after saving a
+    checkpoint at `env_steps`."""
 
-
-def load_config(run_dir: Path) -> TrainConfig:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a run directory: {path} is missing")
-    return config_from_dict(TrainConfig, json.loads(path.read_text()))
+    def __init__(self, signum: int, env_steps: int, out: Path):
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {name} with a checkpoint at env step {env_steps}; continue with: "
+            f"wm train --resume {out}"
+        )
+        self.signum, self.env_steps, self.out = signum, env_steps, out
 
 
 def build(cfg: TrainConfig):
@@ -79,30 +92,31 @@ def build(cfg: TrainConfig):
     return spec, agent, make_train(cfg, env, spec, agent, eval_env)
 
 
-def _prepare_dir(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> TrainConfig:
-    if resume:
-        saved = load_config(out)
-        if cfg is None:
-            return saved
-        # Only the schedule may change on resume; anything else would not be the same run.
-        fixed = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in RESUMABLE_FIELDS]
-        changed = [f for f in fixed if getattr(cfg, f) != getattr(saved, f)]
-        if changed:
-            raise ValueError(
-                f"cannot change {', '.join(changed)} when resuming {out} (only "
-                f"{', '.join(RESUMABLE_FIELDS)} may change); start a new run instead"
-            )
-        return cfg
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out} already holds a run; pass --resume {out} to continue it or --overwrite "
-                "to replace it"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
-    return cfg
+class _StopSignals:
+    """While active, the first SIGINT/SIGTERM only sets `signum` (the loop stops at the end of the
+    chunk); a second raises KeyboardInterrupt at once. Outside the main thread it does nothing."""
+
+    def __init__(self, log):
+        self.log, self.signum, self._old = log, None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.log(
+            f"\n{signal.Signals(signum).name}: stopping after the chunk in flight, with a "
+            "checkpoint (send it again to stop now)"
+        )
 
 
 def run_training(
@@ -116,78 +130,171 @@ def run_training(
 ) -> dict:
     """Train (or resume) a run in `out`; returns the last logged row.
 
-    Ctrl-C saves a checkpoint of the last finished chunk before exiting, so an interrupted run
-    loses at most the chunk in flight; a killed one at most `checkpoint_every` env steps.
+    Raises:
+      FileExistsError, FileNotFoundError, ValueError, agents.rundir.RunDirError: a bad config or
+        directory, found before anything is written or compiled.
+      Interrupted: a signal stopped the run after saving a checkpoint.
+      RunError: a checkpoint could not be written, or every update of a chunk was non-finite.
     """
     out = Path(out)
-    cfg = _prepare_dir(out, cfg, resume, overwrite)
-    cfg_json = config_to_dict(cfg)
-    (out / "config.json").write_text(json.dumps(cfg_json, indent=2) + "\n")
-    _, _, trainer = build(cfg)
-    metrics = MetricsLog(out)
-    ckpt = Checkpointer(
-        out / "checkpoints", config=cfg_json, max_to_keep=2, ignore=RESUMABLE_FIELDS
-    )
-    state, wall0 = trainer.init(jax.random.key(cfg.seed)), 0.0
-    if resume and ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(state)
-        wall0 = meta["wall_s"]
-        metrics.truncate(meta["env_steps"])
-        log(f"resumed {out} at env step {meta['env_steps']}")
-    per = cfg.env_steps_per_agent_step
-    env_steps = lambda: int(state.agent_steps) * per  # noqa: E731
-    t0 = time.time() - wall0
-    bar = tqdm(
-        total=cfg.steps,
-        initial=min(env_steps(), cfg.steps),
-        unit="env step",
-        disable=not progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
-        smoothing=0.1,
-    )
-    last, last_eval = {}, None
-    saved_at = env_steps()
-
-    def save(step_count):
-        nonlocal saved_at
-        ckpt.save(step_count, state, metadata={"env_steps": step_count, "wall_s": time.time() - t0})
-        ckpt.wait()  # durable before the next chunk donates the state's buffers
-        saved_at = step_count
-
+    cfg = resume_config(out, cfg) if resume else cfg
+    check_out(out, resume=resume, overwrite=overwrite)
+    _, _, trainer = build(cfg)  # may fail: nothing has been written yet
+    replaced = None if resume else create_run(out, cfg, log=log)
     try:
-        if env_steps() == 0 and cfg.seed_steps > 0:
-            state, m = trainer.seed_chunk(state)
-            last = metrics.write(env_steps(), time.time() - t0, jax.device_get(m))
-            bar.update(env_steps())
-        while env_steps() < cfg.steps:
-            before, t_chunk = env_steps(), time.time()
-            state, m = trainer.train_chunk(state)
-            m, now = jax.device_get(m), env_steps()
-            if now // cfg.eval_every > before // cfg.eval_every or now >= cfg.steps:
-                key = jax.random.fold_in(jax.random.key(cfg.seed + 1), now)
-                m.update(jax.device_get(trainer.evaluate(state.agent, key)))
-            last = metrics.write(now, time.time() - t0, m)
-            last_eval = last.get("eval/return", last_eval)
-            bar.update(min(now, cfg.steps) - min(before, cfg.steps))
-            sps = (now - before) / max(time.time() - t_chunk, 1e-9)  # this chunk, eval included
-            shown = "-" if last_eval is None else f"{last_eval:.0f}"
-            bar.set_postfix(sps=f"{sps:.0f}", eval=shown, refresh=False)
-            if now // cfg.checkpoint_every > before // cfg.checkpoint_every or now >= cfg.steps:
-                save(now)
-    except KeyboardInterrupt:
-        log(f"\ninterrupted: saving a checkpoint at env step {env_steps()}")
-        if env_steps() > saved_at:
-            try:
-                save(env_steps())
-            except RuntimeError as e:  # the state was donated to the chunk in flight
-                log(f"could not save the in-flight state ({e}); last checkpoint: {saved_at}")
+        on_saved = replaced.discard if replaced else lambda: None
+        return _Loop(cfg, out, trainer, progress, log, on_saved).run()
+    except BaseException:
+        if replaced is not None and replaced.aside.exists():  # no checkpoint of the new run yet
+            replaced.restore()
+            log(f"the new run saved nothing; the old run is back in {out}")
         raise
-    finally:
-        bar.close()
-        ckpt.close()
-        metrics.export(title=f"{cfg.agent} on {cfg.env}")
-    return last
+
+
+class _Loop:
+    """The chunk loop of one process: init or restore, chunks, metrics, evals, checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, trainer, progress: bool, log, on_saved):
+        self.cfg, self.out, self.trainer, self.log, self.on_saved = cfg, out, trainer, log, on_saved
+        self.progress, self.metrics = progress, MetricsLog(out)
+        self.ckpt = Checkpointer(
+            out / "checkpoints", config=config_to_dict(cfg), max_to_keep=2, ignore=RESUMABLE_FIELDS
+        )
+        self.last, self.last_eval = {}, None
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.state.agent_steps) * self.cfg.env_steps_per_agent_step
+
+    def run(self) -> dict:
+        failed = True
+        try:
+            with _StopSignals(self.log) as stop:
+                self._start()
+                if self.env_steps >= self.cfg.steps:
+                    self.log(f"{self.out} is complete: {self.env_steps} of {self.cfg.steps} env "
+                             "steps (pass a larger --steps to train on)")  # fmt: skip
+                    failed = False
+                    return self.last
+                self._train(stop)
+            failed = False
+            return self.last
+        finally:
+            self._close(failed)
+
+    def _start(self) -> None:
+        cfg = self.cfg
+        self.state, wall0 = self.trainer.init(jax.random.key(cfg.seed)), 0.0
+        if self.ckpt.latest_step() is not None:
+            self.state, meta = self.ckpt.restore(self.state)
+            wall0 = meta["wall_s"]
+            self.metrics.truncate(meta["env_steps"])
+            self.log(f"resumed {self.out} at env step {meta['env_steps']}")
+        else:  # rows of an attempt killed before its first checkpoint would repeat
+            self.metrics.truncate(None)
+        rows = self.metrics.rows()
+        self.last = rows[-1] if rows else {}
+        self.last_eval = next((r["eval/return"] for r in rows[::-1] if "eval/return" in r), None)
+        self.t0, self.saved_at = time.time() - wall0, self.env_steps
+        self.bar = tqdm(
+            total=cfg.steps,
+            initial=min(self.env_steps, cfg.steps),
+            unit="env step",
+            disable=not self.progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            smoothing=0.1,
+        )
+
+    def _train(self, stop: _StopSignals) -> None:
+        cfg = self.cfg
+        if self.env_steps == 0 and cfg.seed_steps > 0:
+            self.state, m = self.trainer.seed_chunk(self.state)
+            self.last = self.metrics.write(self.env_steps, time.time() - self.t0, jax.device_get(m))
+            self.bar.update(self.env_steps)
+        while self.env_steps < cfg.steps and stop.signum is None:
+            before = self.env_steps
+            self._chunk()
+            now = self.env_steps
+            if now // cfg.checkpoint_every > before // cfg.checkpoint_every or now >= cfg.steps:
+                self._save()
+        if stop.signum is not None:
+            if self.env_steps > self.saved_at:
+                self._save()
+            raise Interrupted(stop.signum, self.saved_at, self.out)
+
+    def _chunk(self) -> None:
+        """One train chunk, its evaluation if it crosses `eval_every`, and its metrics row."""
+        cfg, before, t_chunk = self.cfg, self.env_steps, time.time()
+        self.state, m = self.trainer.train_chunk(self.state)
+        m, now = jax.device_get(m), self.env_steps
+        if now // cfg.eval_every > before // cfg.eval_every or now >= cfg.steps:
+            key = jax.random.fold_in(jax.random.key(cfg.seed + 1), now)
+            m.update(jax.device_get(self.trainer.evaluate(self.state.agent, key)))
+        self.last = self.metrics.write(now, time.time() - self.t0, m)
+        self.last_eval = self.last.get("eval/return", self.last_eval)
+        self.bar.update(min(now, cfg.steps) - min(before, cfg.steps))
+        sps = (now - before) / max(time.time() - t_chunk, 1e-9)  # this chunk, eval included
+        shown = "-" if self.last_eval is None else f"{self.last_eval:.0f}"
+        self.bar.set_postfix(sps=f"{sps:.0f}", eval=shown, refresh=False)
+        self._check_updates(m, now)
+
+    def _check_updates(self, m: dict, now: int) -> None:
+        total, bad = int(m.get("updates", 0)), int(m.get("nonfinite_updates", 0))
+        if total and bad == total:
+            raise RunError(
+                f"every update of the chunk ending at env step {now} ({bad} of {total}) had a "
+                "non-finite loss or result and was skipped; stopped without saving it (last "
+                f"checkpoint: env step {self.saved_at}, in {self.out / 'checkpoints'})"
+            )
+        if bad:
+            self.log(f"\nenv step {now}: {bad} of {total} updates were non-finite and skipped")
+
+    def _save(self) -> None:
+        step = self.env_steps
+        meta = {"env_steps": step, "wall_s": time.time() - self.t0}
+        try:
+            self.ckpt.save(step, self.state, metadata=meta)
+            self.ckpt.wait()  # durable before the next chunk donates the state's buffers
+        except Exception as e:
+            raise RunError(
+                f"could not write the checkpoint of env step {step} to {self.ckpt.directory}: "
+                f"{root_cause(e)} (last checkpoint: env step {self.saved_at})"
+            ) from e
+        self.saved_at = step
+        self.on_saved()
+
+    def _close(self, failed: bool) -> None:
+        """Closes the bar, checkpointer and plots; after a failure their own errors are only
+        reported, so the first error stays the one the user sees."""
+        if hasattr(self, "bar"):
+            self.bar.close()
+        title = f"{self.cfg.agent} on {self.cfg.env}"
+        for what, close in (
+            ("closing the checkpoints", self.ckpt.close),
+            ("writing metrics.csv and curve.png", lambda: self.metrics.export(title=title)),
+        ):
+            try:
+                close()
+            except Exception as e:
+                if not failed:
+                    raise
+                self.log(f"(also failed: {what}: {root_cause(e)})")
+
+
+def root_cause(error: BaseException) -> str:
+    """The innermost error of a chain, as one line (an OSError with its errno and path)."""
+    seen = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    for e in seen[::-1]:
+        if isinstance(e, OSError) and e.strerror:
+            where = f": {e.filename}" if e.filename else ""
+            return f"{e.strerror}{where}"
+    last = seen[-1]
+    text = str(last).strip().splitlines()
+    return f"{type(last).__name__}: {text[-1] if text else ''}"
 
 
 def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int = 0) -> dict:
@@ -196,17 +303,19 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int 
     cfg = load_config(run_dir)
     if episodes is not None:
         cfg = dataclasses.replace(cfg, eval_episodes=episodes)
+    ckpt_dir = run_dir / "checkpoints"
+    if not ckpt_dir.is_dir() or not any(ckpt_dir.iterdir()):
+        raise FileNotFoundError(f"{run_dir} has no checkpoint to evaluate")
     _, _, trainer = build(cfg)
     ckpt = Checkpointer(
-        run_dir / "checkpoints",
-        config=config_to_dict(cfg),
-        ignore=(*RESUMABLE_FIELDS, "eval_episodes"),
+        ckpt_dir, config=config_to_dict(cfg), ignore=(*RESUMABLE_FIELDS, "eval_episodes")
     )
-    if ckpt.latest_step() is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint to evaluate")
-    abstract = jax.eval_shape(trainer.init, jax.random.key(cfg.seed))
-    state, meta = ckpt.restore(abstract)
-    ckpt.close()
+    try:
+        if ckpt.latest_step() is None:
+            raise FileNotFoundError(f"{run_dir} has no checkpoint to evaluate")
+        state, meta = ckpt.restore(jax.eval_shape(trainer.init, jax.random.key(cfg.seed)))
+    finally:
+        ckpt.close()
     result = jax.device_get(trainer.evaluate(state.agent, jax.random.key(seed)))
     result = {k: float(v) for k, v in result.items()}
     result.update(env_steps=meta["env_steps"], episodes=cfg.eval_episodes)

@@ -5,6 +5,10 @@ acts in all `num_envs` environments, stores the transitions in the replay buffer
 `cfg.updates` agent updates on sampled sequences. Python only runs between chunks
 (`agents.run` does the progress bar, logging, evaluation and checkpoints).
 
+An update whose new agent state or `loss*` metrics hold a NaN or infinity never reaches the
+parameters: the loop keeps the state from before it, leaves its replay contexts unwritten and
+counts it; a train chunk's metrics carry `updates` (attempted) and `nonfinite_updates` (skipped).
+
 Example (a complete run, see `agents.run.run_training` for the logged version):
   >>> trainer = make_train(cfg, env, spec, agent)            # doctest: +SKIP
   >>> state = trainer.init(jax.random.key(0))                # doctest: +SKIP
@@ -28,6 +32,7 @@ from agents.dreamer import DreamerConfig
 from agents.envs import ENV_NAMES, step_transition
 from agents.tdmpc2 import TDMPC2Config
 from agents.types import Agent, Context, EnvSpec, Transition
+from worldmodels.checks import Range, check_config
 
 # Updates per vectorised env step when `TrainConfig.updates_per_step` is None.
 AGENT_UPDATES_PER_STEP = {"tdmpc2": 4, "dreamer": 1}
@@ -99,15 +104,12 @@ class TrainConfig:
             "eval_episodes",
             "checkpoint_every",
         )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.seed_steps < 0:
-            raise ValueError(f"TrainConfig.seed_steps must be >= 0, got {self.seed_steps}")
-        if self.updates_per_step is not None and self.updates_per_step < 0:
-            raise ValueError(
-                f"TrainConfig.updates_per_step must be >= 0 or None, got {self.updates_per_step}"
-            )
+        check_config(
+            self,
+            {name: Range(ge=1, integer=True) for name in positive}
+            | {"seed_steps": Range(ge=0, integer=True)}
+            | {"updates_per_step": Range(ge=0, integer=True, allow_none=True)},
+        )
         self._check_obs()
         seq = self.agent_config.sequence_length
         if self.replay_capacity < self.num_envs * (seq + 1):
@@ -177,12 +179,48 @@ class Trainer(NamedTuple):
 
     init: Any  # (key) -> TrainState
     seed_chunk: Any  # (TrainState) -> (TrainState, metrics): random actions, no updates
-    train_chunk: Any  # (TrainState) -> (TrainState, metrics)
+    train_chunk: Any  # (TrainState) -> (TrainState, metrics incl. updates, nonfinite_updates)
     evaluate: Any  # (agent_state, key) -> metrics with 'eval/return'
 
 
 def _mean_metrics(stacked: dict) -> dict:
     return {k: jnp.nanmean(v) for k, v in stacked.items()}  # NaN marks skipped updates
+
+
+def skip_nonfinite(update):
+    """Wraps an `Agent.update` so that a non-finite result never replaces the state.
+
+    Returns `(state, batch, key) -> (state, metrics, extra, ok)`: `ok` (`[]` bool) says every
+    floating-point leaf of the new state and every `loss*` metric is finite; where it is not, the
+    input state comes back and the metrics are NaN (so means over updates skip them). `extra` is
+    the tuple of the update's further outputs (the refreshed replay context, if any).
+    """
+
+    def guarded(state, batch, key):
+        out = update(state, batch, key)
+        ok = _finite(out[0]) & _finite({k: v for k, v in out[1].items() if k.startswith("loss")})
+        metrics = jax.tree.map(lambda m: jnp.where(ok, m, jnp.nan), out[1])
+        return _select(ok, out[0], state), metrics, out[2:], ok
+
+    return guarded
+
+
+def _finite(tree) -> jax.Array:
+    """`[]` bool: every floating-point leaf of `tree` is free of NaN and infinities."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves] or [jnp.bool_(True)]))
+
+
+def _select(ok: jax.Array, new, old):
+    """`new` where the scalar `ok`, else `old`, leaf by leaf (typed keys through their data)."""
+
+    def pick(a, b):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            data = jnp.where(ok, jax.random.key_data(a), jax.random.key_data(b))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+        return jnp.where(ok, a, b)
+
+    return jax.tree.map(pick, new, old)
 
 
 def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None) -> Trainer:
@@ -198,6 +236,7 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
     seq_len = cfg.agent_config.sequence_length
     cross = cfg.agent_config.sequences_cross_episodes
     n = spec.num_envs
+    guarded_update = skip_nonfinite(agent.update)
 
     def init(key) -> TrainState:
         k_agent, k_env, k_run = jax.random.split(key, 3)
@@ -264,43 +303,49 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
             batches = jax.tree.map(split, flat)
 
             def step(st, xs):
-                out = agent.update(st, xs[0], xs[1])
-                return out[0], out[1:]
+                st, metrics, context, ok = guarded_update(st, xs[0], xs[1])
+                return st, (metrics, context, ok)
 
-            state, outs = jax.lax.scan(step, state, (batches, jax.random.split(k_update, u)))
+            keys = jax.random.split(k_update, u)
+            state, (metrics, contexts, ok) = jax.lax.scan(step, state, (batches, keys))
+            counts = {"updates": jnp.int32(u), "nonfinite_updates": jnp.sum(~ok, dtype=jnp.int32)}
             written = None
             if agent.context is not None:  # refreshed contexts: [u, L, b, ...] -> [L, u * b, ...]
                 merge = lambda x: jnp.moveaxis(x, 0, 1).reshape(seq_len, u * b, *x.shape[3:])  # noqa: E731
-                written = (index, jax.tree.map(merge, outs[1]), flat.done)
-            return state, _mean_metrics(outs[0]), written
+                skipped = jnp.repeat(~ok, b)[None]  # a skipped update's contexts are not written
+                written = (index, jax.tree.map(merge, contexts[0]), flat.done | skipped)
+            return state, _mean_metrics(metrics), counts, written
 
         def skip(state):  # until some episode outlasts a sequence, nothing valid can be sampled
             shapes = jax.eval_shape(run, state)
             nan = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes[1])
-            written = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[2])
+            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[2:])
+            counts, written = zeros
             if written is not None:  # all "done": write_context leaves every row alone
                 written = (*written[:2], jnp.ones_like(written[2]))
-            return state, nan, written
+            return state, nan, counts, written
 
         # The buffer stays out of the cond (a large operand there may be copied).
         ok = replay.can_sample(buffer, seq_len, cross)
-        state, metrics, written = jax.lax.cond(ok, run, skip, agent_state)
+        state, metrics, counts, written = jax.lax.cond(ok, run, skip, agent_state)
         if written is not None:
             buffer = replay.write_context(buffer, *written)
-        return state, buffer, metrics
+        return state, buffer, metrics, counts
 
     def chunk(ts: TrainState, length: int, learn: bool):
         def body(ts, _):
             key, k_act, k_upd = jax.random.split(ts.key, 3)
             ts, stats = env_step(ts.replace(key=key), k_act, random_actions=not learn)
+            counts = {"updates": jnp.int32(0), "nonfinite_updates": jnp.int32(0)}
             if learn and cfg.updates:
-                agent_state, buffer, metrics = updates(ts.agent, ts.replay, k_upd)
+                agent_state, buffer, metrics, counts = updates(ts.agent, ts.replay, k_upd)
                 ts, stats = ts.replace(agent=agent_state, replay=buffer), {**stats, **metrics}
-            return ts, stats
+            return ts, (stats, counts)
 
-        ts, stats = jax.lax.scan(body, ts, length=length)
+        ts, (stats, counts) = jax.lax.scan(body, ts, length=length)
         episodes = jnp.sum(stats.pop("train/episodes"))
         out = _mean_metrics(stats)
+        out.update(jax.tree.map(jnp.sum, counts))
         out["train/episodes"] = episodes
         out["train/return"] = jnp.sum(stats["train/return_sum"]) / jnp.maximum(episodes, 1)
         del out["train/return_sum"]
@@ -323,7 +368,10 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
             env_state, plan, is_first, alive, ret, length = carry
             plan, action, _ = agent.act(agent_state, plan, env_state.obs, is_first, k, True)
             env_state, tr = step_transition(eval_env, env_state, action)
-            ret = ret + alive * tr.reward
+            # A non-finite action makes the episode's return NaN: the env's NaN guard would end it
+            # with a plausible return (0 for most tasks).
+            bad = (alive > 0) & ~jnp.all(jnp.isfinite(action), axis=-1)
+            ret = jnp.where(bad, jnp.nan, ret + alive * tr.reward)
             length = length + alive
             alive = alive * (1.0 - tr.done.astype(jnp.float32))
             return (env_state, plan, tr.done, alive, ret, length), None

@@ -115,6 +115,16 @@ def test_config_mismatch_names_every_field(tmp_path):
     assert "seed" not in str(info.value)
 
 
+def test_a_nan_in_the_config_does_not_lock_the_checkpoints(tmp_path):
+    """Issue 13.6: NaN != NaN, so a config holding one differed from itself when read back."""
+    config = {**CONFIG, "lr": float("nan")}
+    with Checkpointer(tmp_path, config=config) as ckpt:
+        ckpt.save(1, {"x": jnp.zeros(2)})
+    Checkpointer(tmp_path, config={**CONFIG, "lr": float("nan")}).close()  # accepted
+    with pytest.raises(ValueError, match="lr: nan -> 0.1"):
+        Checkpointer(tmp_path, config={**CONFIG, "lr": 0.1})
+
+
 def test_corrupt_latest_falls_back_to_previous(tmp_path, key, caplog):
     states = [make_state(jax.random.fold_in(key, i)) for i in range(2)]
     with Checkpointer(tmp_path, config=CONFIG) as ckpt:
@@ -133,6 +143,13 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, key, caplog):
             restored, metadata = ckpt.restore(states[0])
         assert metadata == {"tag": 1, "step": 1}
         assert_identical(states[0], restored)
+        # Found by the record of the step's files, before orbax read anything.
+        assert "missing or changed files: state/ocdbt.process_0/d/" in caplog.text
+        # A step without that record (saved before it existed) is caught by the leaf hashes.
+        (tmp_path / "2" / "wm_files.json").unlink()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="agents.checkpoint"):
+            assert ckpt.restore(states[0])[1] == {"tag": 1, "step": 1}
         assert "hash mismatch in 1 leaves: ['replay']" in caplog.text
         # A reader changes nothing; the resumed run's first save sets the corrupt step aside
         # (so it can save step 2 afresh) and removes the killed save.

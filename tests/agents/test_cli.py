@@ -63,13 +63,6 @@ def test_negative_size_names_the_field(capsys):
     assert code == 2 and "latent_dim" in out.err
 
 
-def test_existing_run_directory_is_not_overwritten(capsys, tmp_path):
-    (tmp_path / "config.json").write_text("{}")
-    code, out = _run(capsys, "train", "--out", str(tmp_path))
-    assert code == 2 and "--resume" in out.err and "--overwrite" in out.err
-    assert (tmp_path / "config.json").read_text() == "{}"
-
-
 def test_eval_of_a_missing_run_is_a_clear_error(capsys, tmp_path):
     code, out = _run(capsys, "eval", str(tmp_path / "nope"))
     assert code == 2 and "not a run directory" in out.err

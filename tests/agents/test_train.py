@@ -1,25 +1,38 @@
 """The train loop: chunks compile once, resume is exact, a run directory has everything."""
 
 import dataclasses
+import errno
 import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import agents.run
 from agents.checkpoint import Checkpointer
+from agents.envs import make_env
 from agents.metrics import MetricsLog
 from agents.run import (
     RESUMABLE_FIELDS,
+    Interrupted,
+    RunError,
     build,
     config_from_dict,
     config_to_dict,
     evaluate_run,
     run_training,
 )
-from agents.tdmpc2 import TDMPC2Config
-from agents.train import TrainConfig
+from agents.rundir import save_config
+from agents.tdmpc2 import TDMPC2Config, make_tdmpc2
+from agents.train import TrainConfig, make_train
 
 CFG = TrainConfig(
     env="inverted_pendulum",
@@ -155,26 +168,248 @@ def test_bad_train_config_raises_before_compiling(kwargs, field):
         TrainConfig(**kwargs)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path, monkeypatch):
-    out, write = tmp_path / "run", MetricsLog.write
-    calls = {"n": 0}
+# Only schedule fields differ from CFG, so the compiled chunks are shared: evaluations at 160, 320
+# and 480 env steps, checkpoints at 400 and 480 only (chunks end at 160, 240, 320, 400, 480).
+SIG_CFG = dataclasses.replace(CFG, checkpoint_every=400)
+_BASELINE = {}
+_quiet = lambda *_: None  # noqa: E731
 
-    def interrupt_on_third_row(self, *args, **kwargs):
-        calls["n"] += 1
-        row = write(self, *args, **kwargs)
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return row
 
-    monkeypatch.setattr(MetricsLog, "write", interrupt_on_third_row)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(CFG, out, progress=False, log=lambda *_: None)
-    monkeypatch.setattr(MetricsLog, "write", write)
-    interrupted_at = (
-        CFG.seed_agent_steps * CFG.env_steps_per_agent_step + 2 * CFG.env_steps_per_chunk
+def _rows(out):
+    """metrics.jsonl without wall time (which no two runs share)."""
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+
+
+def _files(out):
+    return sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+
+
+def _baseline_rows():
+    """The metrics of an uninterrupted run of SIG_CFG (run once per module)."""
+    if not _BASELINE:
+        out = Path(tempfile.mkdtemp(prefix="wm-baseline-")) / "run"
+        run_training(SIG_CFG, out, progress=False, log=_quiet)
+        _BASELINE["rows"] = _rows(out)
+        shutil.rmtree(out.parent)
+    return _BASELINE["rows"]
+
+
+def _with_chunk(monkeypatch, wrap):
+    """Runs build the shared trainer with `train_chunk` replaced by `wrap(train_chunk)`."""
+
+    def patched(cfg):
+        spec, agent, trainer = _shared_build(cfg)
+        return spec, agent, trainer._replace(train_chunk=wrap(trainer.train_chunk))
+
+    monkeypatch.setattr(agents.run, "build", patched)
+
+
+def _signal_on_call(n, signum):
+    """A train_chunk wrapper that sends `signum` to this process during its n-th call."""
+
+    def wrap(chunk):
+        calls = [0]
+
+        def wrapped(state):
+            calls[0] += 1
+            out = chunk(state)
+            if calls[0] == n:
+                os.kill(os.getpid(), signum)
+            return out
+
+        return wrapped
+
+    return wrap
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_chunk_loses_no_row_no_eval_and_resumes_exactly(tmp_path, monkeypatch, signum):
+    """Issue 13.2/13.3: Ctrl-C mid-chunk wrote no metrics row for that chunk and skipped the
+    evaluation it crossed; SIGTERM saved nothing."""
+    assert threading.current_thread() is threading.main_thread()  # signal handlers live there
+    base, out = _baseline_rows(), tmp_path / "run"
+    _with_chunk(monkeypatch, _signal_on_call(3, signum))  # the chunk ending at env step 320
+    with pytest.raises(Interrupted) as info:
+        run_training(SIG_CFG, out, progress=False, log=_quiet)
+    assert info.value.signum == signum and info.value.env_steps == 320
+    rows = _rows(out)
+    assert rows[-1]["env_steps"] == 320 and "eval/return" in rows[-1]
+    with Checkpointer(out / "checkpoints", config=config_to_dict(SIG_CFG)) as ckpt:
+        assert ckpt.latest_step() == 320  # not a periodic checkpoint: saved for the signal
+    monkeypatch.setattr(agents.run, "build", _shared_build)
+    run_training(SIG_CFG, out, resume=True, progress=False, log=_quiet)
+    assert _rows(out) == base
+
+
+def test_a_restart_after_a_kill_before_the_first_checkpoint_repeats_no_row(tmp_path):
+    """Issue 13.2: a kill before the first checkpoint left rows that the restart wrote again."""
+    base, out = _baseline_rows(), tmp_path / "run"
+    out.mkdir()
+    save_config(out, SIG_CFG)
+    killed = [r for r in base if r["env_steps"] <= 320]  # the rows before the kill
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in killed))
+    run_training(SIG_CFG, out, resume=True, progress=False, log=_quiet)
+    assert _rows(out) == base
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_saved_a_checkpoint(tmp_path, monkeypatch):
+    """Issue 13.1: `--overwrite` deleted the old run, then the new one failed: neither was left."""
+    out = tmp_path / "run"
+    run_training(SIG_CFG, out, progress=False, log=_quiet)
+    (out / "notes.txt").write_text("the old run's")
+    before = _files(out)
+
+    def fail_second(chunk):
+        calls = [0]
+
+        def wrapped(state):
+            calls[0] += 1
+            if calls[0] == 2:
+                raise RuntimeError("boom")
+            return chunk(state)
+
+        return wrapped
+
+    _with_chunk(monkeypatch, fail_second)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_training(SIG_CFG, out, overwrite=True, progress=False, log=_quiet)
+    assert _files(out) == before and [p.name for p in tmp_path.iterdir()] == ["run"]
+
+    monkeypatch.setattr(agents.run, "build", _shared_build)
+    logged = []
+    run_training(SIG_CFG, out, overwrite=True, progress=False, log=logged.append)
+    assert any("moved the old run" in line for line in logged)
+    assert not (out / "notes.txt").exists() and [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert _rows(out) == _baseline_rows()
+
+
+def test_resuming_a_finished_run_says_it_is_complete(tmp_path):
+    """Issue 13.9: resuming a finished run printed `{}`."""
+    out, logged = tmp_path / "run", []
+    last = run_training(SIG_CFG, out, progress=False, log=_quiet)
+    again = run_training(SIG_CFG, out, resume=True, progress=False, log=logged.append)
+    assert again == last and again["env_steps"] == SIG_CFG.steps
+    assert any("complete" in line for line in logged)
+
+
+def test_a_failed_checkpoint_write_is_the_error_reported(tmp_path, monkeypatch):
+    """Issue 13.8: a full disk during a save ended in 5 chained tracebacks whose last line was
+    PIL failing to write curve.png."""
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def no_space(*args, **kwargs):
+        raise RuntimeError("orbax: write failed") from full
+
+    monkeypatch.setattr(Checkpointer, "save", no_space)
+    monkeypatch.setattr(MetricsLog, "export", lambda *a, **k: (_ for _ in ()).throw(full))
+    logged = []
+    with pytest.raises(RunError) as info:
+        run_training(SIG_CFG, tmp_path / "run", progress=False, log=logged.append)
+    message = str(info.value)
+    assert "checkpoint of env step 400" in message and os.strerror(errno.ENOSPC) in message
+    assert str(tmp_path / "run" / "checkpoints") in message
+    assert any("curve.png" in line for line in logged)  # reported, not raised over the error
+
+
+def _poisoned(agent):
+    """`agent` whose update is non-finite (NaN in its new state and loss) by `state["mode"]`:
+    0 never, 1 always, 2 for about half the updates (by the update key)."""
+
+    def init(key, spec):
+        return {"inner": agent.init(key, spec), "mode": jnp.int32(0)}
+
+    def update(state, batch, key):
+        new, metrics = agent.update(state["inner"], batch, key)
+        bad = (state["mode"] == 1) | ((state["mode"] == 2) & jax.random.bernoulli(key))
+        nan = jnp.where(bad, jnp.nan, 1.0)
+        poison = lambda x: x * nan if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+        metrics = {**metrics, "loss/model": metrics["loss/model"] * nan}
+        return {"inner": jax.tree.map(poison, new), "mode": state["mode"]}, metrics
+
+    return agent._replace(
+        init=init,
+        update=update,
+        initial_carry=lambda state, n: agent.initial_carry(state["inner"], n),
+        act=lambda state, *args: agent.act(state["inner"], *args),
     )
-    ckpt = Checkpointer(out / "checkpoints", config=config_to_dict(CFG))
-    assert ckpt.latest_step() == interrupted_at  # not the last periodic checkpoint (160)
-    ckpt.close()
-    last = run_training(CFG, out, resume=True, progress=False, log=lambda *_: None)
-    assert last["env_steps"] == CFG.steps
+
+
+@pytest.fixture(scope="module")
+def poisoned():
+    kw = dict(action_repeat=CFG.action_repeat, episode_length=CFG.episode_length)
+    env, spec = make_env(CFG.env, num_envs=CFG.num_envs, **kw)
+    eval_env, _ = make_env(CFG.env, num_envs=CFG.eval_episodes, **kw)
+    agent = _poisoned(make_tdmpc2(CFG.tdmpc2, spec))
+    return spec, agent, make_train(CFG, env, spec, agent, eval_env)
+
+
+def _float_leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+
+
+def test_nonfinite_updates_are_skipped_and_counted(poisoned):
+    """Issue 13.7: non-finite loss or gradients reached the parameters."""
+    trainer = poisoned[2]
+    state, _ = trainer.seed_chunk(trainer.init(jax.random.key(0)))
+    state = state.replace(agent={**state.agent, "mode": jnp.int32(2)})
+    state, m = jax.device_get(trainer.train_chunk(state))
+    total, bad = int(m["updates"]), int(m["nonfinite_updates"])
+    assert total == CFG.chunk_steps * CFG.updates and 0 < bad < total
+    assert int(state.agent["inner"].updates) == total - bad  # only the finite ones were applied
+    assert all(np.isfinite(x).all() for x in _float_leaves(state.agent))
+    assert np.isfinite(m["loss/model"])  # the mean of the applied updates alone
+
+    before = _float_leaves(state.agent)
+    state = state.replace(agent={**state.agent, "mode": jnp.int32(1)})
+    state, m = jax.device_get(trainer.train_chunk(state))
+    assert int(m["nonfinite_updates"]) == int(m["updates"]) == total
+    for a, b in zip(before, _float_leaves(state.agent), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_chunk_of_only_nonfinite_updates_stops_the_run(tmp_path, monkeypatch, poisoned):
+    """Issue 13.7: the run stops with a clear message and keeps its last good checkpoint."""
+    spec, agent, trainer = poisoned
+    calls = [0]
+
+    def chunk(state):  # every update non-finite from the 4th chunk (ending at env step 400) on
+        calls[0] += 1
+        if calls[0] >= 4:
+            state = state.replace(agent={**state.agent, "mode": jnp.int32(1)})
+        return trainer.train_chunk(state)
+
+    monkeypatch.setattr(
+        agents.run, "build", lambda cfg: (spec, agent, trainer._replace(train_chunk=chunk))
+    )
+    out = tmp_path / "run"
+    with pytest.raises(RunError, match="non-finite") as info:
+        run_training(CFG, out, progress=False, log=_quiet)
+    assert "400" in str(info.value) and "env step 320" in str(info.value)
+    with Checkpointer(out / "checkpoints", config=config_to_dict(CFG)) as ckpt:
+        assert ckpt.latest_step() == 320
+    assert _rows(out)[-1]["nonfinite_updates"] == _rows(out)[-1]["updates"] > 0
+
+
+def test_an_eval_of_a_nonfinite_agent_is_nan_not_zero(trainer):
+    """Issue 13.7: an eval of an agent with NaN parameters was logged as a plausible 0.0."""
+    state = trainer.init(jax.random.key(0))
+    nan = lambda x: x * jnp.nan if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+    result = jax.device_get(trainer.evaluate(jax.tree.map(nan, state.agent), jax.random.key(1)))
+    assert np.isnan(result["eval/return"])
+    assert np.isfinite(trainer.evaluate(state.agent, jax.random.key(1))["eval/return"])
+
+
+def test_a_corrupt_manifest_falls_back_quietly(tmp_path, trainer, capfd):
+    """Issue 13.8: a corrupt `manifest.ocdbt` fell back correctly but printed 220 "Event loop is
+    closed" tracebacks (orbax's reads still in flight after the first one failed)."""
+    out = tmp_path / "run"
+    run_training(SIG_CFG, out, progress=False, log=_quiet)
+    (out / "checkpoints" / "480" / "state" / "manifest.ocdbt").write_bytes(b"garbage" * 9)
+    capfd.readouterr()
+    with Checkpointer(out / "checkpoints", config=config_to_dict(SIG_CFG)) as ckpt:
+        _, meta = ckpt.restore(jax.eval_shape(trainer.init, jax.random.key(0)))
+    time.sleep(1.0)  # late callbacks of a failed read would print by now
+    err = capfd.readouterr().err
+    assert meta["env_steps"] == 400
+    assert "Event loop is closed" not in err and "Traceback" not in err
