@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         from agents.run import Interrupted
 
         if isinstance(e, Interrupted):
-            print(e, file=sys.stderr)
+            print("\n".join([str(e), *getattr(e, "__notes__", ())]), file=sys.stderr)
             raise SystemExit(128 + e.signum) from None
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         usage = isinstance(e, _USAGE_ERRORS) and not _is_runtime_os_error(e)
         hint = "" if debug or usage else " (--debug shows the traceback)"
-        print(f"error: {_error_message(e)}{hint}", file=sys.stderr)
+        notes = [f"  {note}" for note in getattr(e, "__notes__", ())]
+        print("\n".join([f"error: {_error_message(e)}{hint}", *notes]), file=sys.stderr)
         raise SystemExit(2 if usage else 1) from None
 
 

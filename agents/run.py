@@ -167,20 +167,20 @@ class _Loop:
         return int(self.state.agent_steps) * self.cfg.env_steps_per_agent_step
 
     def run(self) -> dict:
-        failed = True
         try:
             with _StopSignals(self.log) as stop:
                 self._start()
                 if self.env_steps >= self.cfg.steps:
                     self.log(f"{self.out} is complete: {self.env_steps} of {self.cfg.steps} env "
                              "steps (pass a larger --steps to train on)")  # fmt: skip
-                    failed = False
-                    return self.last
-                self._train(stop)
-            failed = False
-            return self.last
-        finally:
-            self._close(failed)
+                else:
+                    self._train(stop)
+        except BaseException as e:
+            for note in self._close(failed=True):  # after the error, which stays the one shown
+                e.add_note(note)
+            raise
+        self._close(failed=False)
+        return self.last
 
     def _start(self) -> None:
         cfg = self.cfg
@@ -264,12 +264,12 @@ class _Loop:
         self.saved_at = step
         self.on_saved()
 
-    def _close(self, failed: bool) -> None:
-        """Closes the bar, checkpointer and plots; after a failure their own errors are only
-        reported, so the first error stays the one the user sees."""
+    def _close(self, failed: bool) -> list[str]:
+        """Closes the bar, checkpointer and plots. After a failure their own errors are returned
+        as one line each (notes to the first error, which stays the one the user sees)."""
         if hasattr(self, "bar"):
             self.bar.close()
-        title = f"{self.cfg.agent} on {self.cfg.env}"
+        title, notes = f"{self.cfg.agent} on {self.cfg.env}", []
         for what, close in (
             ("closing the checkpoints", self.ckpt.close),
             ("writing metrics.csv and curve.png", lambda: self.metrics.export(title=title)),
@@ -279,7 +279,8 @@ class _Loop:
             except Exception as e:
                 if not failed:
                     raise
-                self.log(f"(also failed: {what}: {root_cause(e)})")
+                notes.append(f"also failed: {what}: {root_cause(e)}")
+        return notes
 
 
 def root_cause(error: BaseException) -> str:

@@ -199,7 +199,8 @@ def create_run(out: Path, cfg: TrainConfig, *, log=print) -> ReplacedRun | None:
     """
     replaced = None
     if out.is_dir() and any(out.iterdir()):
-        aside = out.with_name(f".{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        aside = out.with_name(f".{out.name}.replaced-{stamp}")
         out.rename(aside)
         replaced = ReplacedRun(out=out, aside=aside)
         log(f"moved the old run to {aside}; it is deleted once this run saves a checkpoint")

@@ -27,9 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO))
-# A run that compiles in about a minute: 480 env steps, checkpoints at 160, 320, 480.
+# A run that compiles in about a minute; with --steps 480: checkpoints at 160, 320, 480.
 TINY = (
-    "--steps 480 --num-envs 2 --episode-length 60 --seed-steps 80 --chunk-steps 20 "
+    "--num-envs 2 --episode-length 60 --seed-steps 80 --chunk-steps 20 "
     "--replay-capacity 400 --eval-every 160 --eval-episodes 2 --checkpoint-every 160 "
     "--tdmpc2.model.latent-dim 16 --tdmpc2.model.mlp-dim 32 --tdmpc2.model.enc-dim 32 "
     "--tdmpc2.model.num-bins 21 --tdmpc2.planner.num-samples 16 --tdmpc2.planner.num-elites 4 "
@@ -135,7 +135,8 @@ class Cases:
         """A finished tiny run, trained once and copied by the cases that need one."""
         if self._trained is None:
             self._trained = self.root / "trained"
-            code, _, err = wm(["train", "--out", self._trained, *TINY], self.root, self.env)
+            args = ["train", "--out", self._trained, "--steps", "480", *TINY]
+            code, _, err = wm(args, self.root, self.env)
             if code != 0:
                 raise RuntimeError(f"the tiny run failed ({code}): {err[-2000:]}")
         return self._trained
@@ -266,14 +267,16 @@ def run_cases(c: Cases):
         name = f"{sig.name.lower()}_mid_run"
         d = c.dir(name) / "run"
         rows = d / "metrics.jsonl"
-        res = c.run(name, ["train", "--out", d, *TINY], signal_after=(1.0, sig, rows),
+        args = ["train", "--out", d, "--steps", "8000", *TINY]  # still running when signalled
+        res = c.run(name, args, signal_after=(0.5, sig, rows),
                     expect=(code,), check="checkpoint at the last row")  # fmt: skip
         from_ckpt = sorted(int(p.name) for p in (d / "checkpoints").iterdir() if p.name.isdigit())
         last_row = json.loads(rows.read_text().splitlines()[-1])["env_steps"]
         res.ok = res.ok and bool(from_ckpt) and from_ckpt[-1] == last_row
         res.check = f"checkpoint {from_ckpt[-1] if from_ckpt else None} = last row {last_row}"
         yield res
-        again = c.run(f"{name}_then_resume", ["train", "--resume", d], expect=(0,))
+        more = str((from_ckpt[-1] if from_ckpt else 0) + 160)  # two more chunks
+        again = c.run(f"{name}_then_resume", ["train", "--resume", d, "--steps", more], expect=(0,))
         n = len(rows.read_text().splitlines())
         again.check = f"{n} metrics rows, no duplicate"
         steps = [json.loads(line)["env_steps"] for line in rows.read_text().splitlines()]
@@ -307,7 +310,8 @@ def full_disk_case(c: Cases):
         print(f"full-disk case skipped: {mounted.stderr.decode().strip()}", file=sys.stderr)
         return
     try:
-        yield c.run("disk_full_during_checkpoint", ["train", "--out", mnt / "run", *TINY],
+        args = ["train", "--out", mnt / "run", "--steps", "480", *TINY]
+        yield c.run("disk_full_during_checkpoint", args,
                     expect=(1,), check="one error line: the checkpoint write")  # fmt: skip
     finally:
         subprocess.run(["umount", str(mnt)], check=False)

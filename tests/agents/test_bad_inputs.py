@@ -230,3 +230,18 @@ def test_a_changed_sub_field_on_resume_is_named_in_full(tmp_path, capsys, no_bui
     _fake_run(tmp_path)
     code, res = _run(capsys, "train", "--resume", tmp_path, "--tdmpc2.model.latent-dim", "32")
     assert code == 2 and "tdmpc2.model.latent_dim" in res.err
+
+
+def test_a_failure_while_running_is_exit_1_with_the_real_error_first(tmp_path, capsys, monkeypatch):
+    """8: a full disk during a save printed 205 lines whose last was PIL failing on curve.png."""
+
+    def fail(*args, **kwargs):
+        error = agents.run.RunError("could not write the checkpoint of env step 160 to X: full")
+        error.add_note("also failed: writing metrics.csv and curve.png: No space left on device")
+        raise error
+
+    monkeypatch.setattr(agents.run, "run_training", fail)
+    code, res = _run(capsys, "train", "--out", tmp_path / "run")
+    lines = res.err.strip().splitlines()[1:]  # after "run directory: ..."
+    assert code == 1 and lines[0].startswith("error: could not write the checkpoint")
+    assert "--debug" in lines[0] and "curve.png" in lines[1] and len(lines) == 2
