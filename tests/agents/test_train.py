@@ -326,7 +326,8 @@ def test_nonfinite_updates_are_skipped_and_counted(trainer):
     """Issue 13.7: non-finite loss or gradients reached the parameters."""
     state, _ = trainer.seed_chunk(trainer.init(jax.random.key(0)))
     state = _nan_rewards(state, (5, 0))  # one stored step, far from the ring buffer's head
-    state, m = jax.device_get(trainer.train_chunk(state))
+    state, m = trainer.train_chunk(state)
+    m = jax.device_get(m)
     total, bad = int(m["updates"]), int(m["nonfinite_updates"])
     assert total == CFG.chunk_steps * CFG.updates and 0 < bad < total
     assert int(state.agent.updates) == total - bad  # only the finite ones were applied
@@ -334,7 +335,8 @@ def test_nonfinite_updates_are_skipped_and_counted(trainer):
     assert np.isfinite(m["loss/model"])  # the mean over the applied updates alone
 
     before = _float_leaves(state.agent)
-    state, m = jax.device_get(trainer.train_chunk(_nan_rewards(state, slice(None))))
+    state, m = trainer.train_chunk(_nan_rewards(state, slice(None)))
+    m = jax.device_get(m)
     assert int(m["nonfinite_updates"]) == int(m["updates"]) == total
     for a, b in zip(before, _float_leaves(state.agent), strict=True):
         np.testing.assert_array_equal(a, b)
