@@ -215,8 +215,8 @@ def main(argv: list[str] | None = None) -> None:
 def _setup_logging(debug: bool) -> None:
     """Warnings as one `warning:` line each; orbax's and absl's own chatter only with --debug."""
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
-    if not debug:
-        logging.getLogger("absl").setLevel(logging.ERROR)
+    if not debug:  # orbax logs its failures with tracebacks; ours reach the user as errors
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
 
 
 def _is_runtime_os_error(error: BaseException) -> bool:

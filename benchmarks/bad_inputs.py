@@ -75,9 +75,11 @@ def seen(err: str, out: str = "") -> str:
     lines = [line.strip() for line in err.splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith("run directory:")]
     boxed = [line.strip("│ ").strip() for line in lines if line.startswith("│")]
+    boxed = [line for line in boxed if line.strip("─")]  # tyro's rules between box sections
     text = " / ".join(boxed[:2]) if boxed else " / ".join(lines[-2:])
-    if not text and out.strip():
-        text = "stdout: " + out.strip().splitlines()[-1]
+    said = [line for line in out.strip().splitlines() if line and not line.startswith("{")]
+    if said and (not text or text.startswith("warning:") is False and "env step/s" in text):
+        text = "stdout: " + said[0]
     return text[:220]
 
 
@@ -120,6 +122,7 @@ class Cases:
     def run(self, name, args, *, cwd=None, check="", ok=None, expect=(2,), **kw):
         cwd = cwd or self.dir(name)
         code, out, err = wm(args, cwd, self.env, **kw)
+        self.last_out = out  # for `ok` checks of what was printed
         lines = len(err.strip().splitlines())
         good = code in expect and "Traceback" not in err and (ok is None or ok())
         command = "wm " + " ".join(str(a).replace(str(self.root), "$TMP") for a in args)
@@ -276,14 +279,16 @@ def run_cases(c: Cases):
         res.check = f"checkpoint {from_ckpt[-1] if from_ckpt else None} = last row {last_row}"
         yield res
         more = str((from_ckpt[-1] if from_ckpt else 0) + 160)  # two more chunks
-        again = c.run(f"{name}_then_resume", ["train", "--resume", d, "--steps", more], expect=(0,))
+        args = ["train", "--resume", d, "--steps", more, "--no-progress"]
+        again = c.run(f"{name}_then_resume", args, expect=(0,))
         n = len(rows.read_text().splitlines())
         again.check = f"{n} metrics rows, no duplicate"
         steps = [json.loads(line)["env_steps"] for line in rows.read_text().splitlines()]
         again.ok = again.ok and steps == sorted(set(steps))
         yield again
     d = c.copy_trained("finished")
-    yield c.run("resume_finished_run", ["train", "--resume", d], expect=(0,), check="says complete")
+    yield c.run("resume_finished_run", ["train", "--resume", d, "--no-progress"], expect=(0,),
+                check="says complete", ok=lambda: "is complete" in c.last_out)  # fmt: skip
     d = c.copy_trained("corrupt_latest")
     corrupt(d / "checkpoints", [480])
     yield c.run(
