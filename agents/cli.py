@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -213,10 +214,31 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _setup_logging(debug: bool) -> None:
-    """Warnings as one `warning:` line each; orbax's and absl's own chatter only with --debug."""
+    """Warnings as one `warning:` line each; orbax's and absl's own chatter only with --debug.
+
+    A checkpoint write that fails (a full disk) leaves orbax's other writes in flight: they fail
+    after orbax closed its event loop, and Python would print each (hundreds of "Event loop is
+    closed" tracebacks, "Task exception was never retrieved", "coroutine ... was never awaited")
+    around the one error the user needs. Without --debug those echoes are dropped."""
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
-    if not debug:  # orbax logs its failures with tracebacks; ours reach the user as errors
-        logging.getLogger("absl").setLevel(logging.CRITICAL)
+    if debug:
+        return
+    logging.getLogger("absl").setLevel(logging.CRITICAL)  # orbax logs failures with tracebacks
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", r"coroutine .* was never awaited", RuntimeWarning)
+    default_hook = sys.unraisablehook
+    if getattr(default_hook, "drops_closed_loop_echoes", False):
+        return  # installed by an earlier call (main called twice in one process)
+
+    def unraisable(info):
+        if isinstance(info.exc_value, RuntimeError) and "Event loop is closed" in str(
+            info.exc_value
+        ):
+            return
+        default_hook(info)
+
+    unraisable.drops_closed_loop_echoes = True
+    sys.unraisablehook = unraisable
 
 
 def _is_runtime_os_error(error: BaseException) -> bool:

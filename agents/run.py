@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import signal
 import sys
 import threading
@@ -63,14 +65,16 @@ class RunError(RuntimeError):
 
 class Interrupted(KeyboardInterrupt):
     """The run in `out` stopped on a signal (`signum`: SIGINT or SIGTERM) after saving a
-    checkpoint at `env_steps`."""
+    checkpoint at `env_steps` (None: stopped before anything was trained)."""
 
-    def __init__(self, signum: int, env_steps: int, out: Path):
+    def __init__(self, signum: int, env_steps: int | None, out: Path):
         name = signal.Signals(signum).name
-        super().__init__(
-            f"stopped by {name} with a checkpoint at env step {env_steps}; continue with: "
-            f"wm train --resume {out}"
+        saved = (
+            "before its first checkpoint"
+            if env_steps is None
+            else (f"with a checkpoint at env step {env_steps}")
         )
+        super().__init__(f"stopped by {name} {saved}; continue with: wm train --resume {out}")
         self.signum, self.env_steps, self.out = signum, env_steps, out
 
 
@@ -196,6 +200,7 @@ class _Loop:
         self.last = rows[-1] if rows else {}
         self.last_eval = next((r["eval/return"] for r in rows[::-1] if "eval/return" in r), None)
         self.t0, self.saved_at = time.time() - wall0, self.env_steps
+        self.has_checkpoint = self.ckpt.latest_step() is not None
         self.bar = tqdm(
             total=cfg.steps,
             initial=min(self.env_steps, cfg.steps),
@@ -221,7 +226,7 @@ class _Loop:
         if stop.signum is not None:
             if self.env_steps > self.saved_at:
                 self._save()
-            raise Interrupted(stop.signum, self.saved_at, self.out)
+            raise Interrupted(stop.signum, self.saved_at if self.has_checkpoint else None, self.out)
 
     def _chunk(self) -> None:
         """One train chunk, its evaluation if it crosses `eval_every`, and its metrics row."""
@@ -244,8 +249,8 @@ class _Loop:
         if total and bad == total:
             raise RunError(
                 f"every update of the chunk ending at env step {now} ({bad} of {total}) had a "
-                "non-finite loss or result and was skipped; stopped without saving it (last "
-                f"checkpoint: env step {self.saved_at}, in {self.out / 'checkpoints'})"
+                f"non-finite loss or result and was skipped; stopped without saving it "
+                f"({self._last_checkpoint()})"
             )
         if bad:
             self.log(f"\nenv step {now}: {bad} of {total} updates were non-finite and skipped")
@@ -259,10 +264,15 @@ class _Loop:
         except Exception as e:
             raise RunError(
                 f"could not write the checkpoint of env step {step} to {self.ckpt.directory}: "
-                f"{root_cause(e)} (last checkpoint: env step {self.saved_at})"
+                f"{root_cause(e)} ({self._last_checkpoint()})"
             ) from e
-        self.saved_at = step
+        self.saved_at, self.has_checkpoint = step, True
         self.on_saved()
+
+    def _last_checkpoint(self) -> str:
+        if not self.has_checkpoint:
+            return "no checkpoint was saved yet"
+        return f"last checkpoint: env step {self.saved_at}, in {self.ckpt.directory}"
 
     def _close(self, failed: bool) -> list[str]:
         """Closes the bar, checkpointer and plots. After a failure their own errors are returned
@@ -295,7 +305,12 @@ def root_cause(error: BaseException) -> str:
             return f"{e.strerror}{where}"
     last = seen[-1]
     text = str(last).strip().splitlines()
-    return f"{type(last).__name__}: {text[-1] if text else ''}"
+    text = text[-1] if text else ""
+    code = re.search(r"os_error_code='(\d+)'", text)  # tensorstore's report of an OS error
+    if code:
+        path = re.search(r'local file "([^"]+)"', text)
+        return os.strerror(int(code.group(1))) + (f": {path.group(1)}" if path else "")
+    return f"{type(last).__name__}: {text}"
 
 
 def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int = 0) -> dict:

@@ -122,7 +122,7 @@ class Cases:
     def run(self, name, args, *, cwd=None, check="", ok=None, expect=(2,), **kw):
         cwd = cwd or self.dir(name)
         code, out, err = wm(args, cwd, self.env, **kw)
-        self.last_out = out  # for `ok` checks of what was printed
+        self.last_out, self.last_err = out, err  # for `ok` checks of what was printed
         lines = len(err.strip().splitlines())
         good = code in expect and "Traceback" not in err and (ok is None or ok())
         command = "wm " + " ".join(str(a).replace(str(self.root), "$TMP") for a in args)
@@ -317,11 +317,25 @@ def full_disk_case(c: Cases):
         print(f"full-disk case skipped: {mounted.stderr.decode().strip()}", file=sys.stderr)
         return
     try:
-        args = ["train", "--out", mnt / "run", "--steps", "480", *TINY]
-        yield c.run("disk_full_during_checkpoint", args,
-                    expect=(1,), check="one error line: the checkpoint write")  # fmt: skip
+        # Where the disk fills decides which write fails first: orbax's metadata (empty disk) or
+        # tensorstore's array data (a disk already 120 KB full); each must be one error line.
+        for name, fill in (("disk_full_during_checkpoint", 0), ("disk_full_in_array_write", 120)):
+            shutil.rmtree(mnt / "run", ignore_errors=True)
+            (mnt / "fill").write_bytes(b"\0" * fill * 1000)
+            args = ["train", "--out", mnt / "run", "--steps", "480", *TINY]
+            yield c.run(name, args, expect=(1,), check="one error line: no space, which file",
+                        ok=lambda: _one_disk_error(c.last_err))  # fmt: skip
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _one_disk_error(err: str) -> bool:
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("run directory:")]
+    first = lines[0] if lines else ""
+    notes = all(ln.startswith("  also failed:") for ln in lines[1:])
+    return first.startswith("error: could not write the checkpoint") and (
+        "No space left on device" in first and notes and len(first) < 400
+    )
 
 
 def machine() -> str:

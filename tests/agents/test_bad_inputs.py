@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import tempfile
+from types import SimpleNamespace
 
 import pytest
 
@@ -245,3 +246,45 @@ def test_a_failure_while_running_is_exit_1_with_the_real_error_first(tmp_path, c
     lines = res.err.strip().splitlines()[1:]  # after "run directory: ..."
     assert code == 1 and lines[0].startswith("error: could not write the checkpoint")
     assert "--debug" in lines[0] and "curve.png" in lines[1] and len(lines) == 2
+
+
+def test_a_tensorstore_disk_error_is_named_as_the_os_error():
+    """8: a full disk inside orbax's tensorstore write showed its 1000-character spec."""
+    spec = '[tensorstore_spec=\'{"driver":"zarr"}\'] ' * 20
+    error = ValueError(
+        'RESOURCE_EXHAUSTED: Error writing local file "/runs/a/checkpoints/_sharding": Failed to '
+        f"write 34077 bytes to file 6: No space left on device {spec}[os_error_code='28']"
+    )
+    wrapped = agents.run.RunError("could not write")
+    wrapped.__cause__ = error
+    assert agents.run.root_cause(wrapped) == (
+        f"{os.strerror(errno.ENOSPC)}: /runs/a/checkpoints/_sharding"
+    )
+    assert agents.run.root_cause(ValueError("a\nb")) == "ValueError: b"
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_echoes_of_a_failed_checkpoint_write_are_dropped_without_debug(monkeypatch, debug):
+    """8: a full disk mid-checkpoint printed 100-1400 lines of "Event loop is closed"
+    tracebacks (tensorstore's writes finishing after orbax closed its loop) after the error."""
+    import logging
+    import sys
+    import warnings
+
+    import agents.cli
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    monkeypatch.setattr(logging.getLogger("absl"), "level", logging.NOTSET)
+    monkeypatch.setattr(logging.getLogger("asyncio"), "level", logging.NOTSET)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        agents.cli._setup_logging(debug)
+        for exc in (RuntimeError("Event loop is closed"), RuntimeError("other")):
+            sys.unraisablehook(SimpleNamespace(exc_type=type(exc), exc_value=exc, object=None))
+        warnings.warn("coroutine 'write_fragment' was never awaited", RuntimeWarning, stacklevel=1)
+    messages = [str(u.exc_value) for u in seen]
+    assert messages == (["Event loop is closed", "other"] if debug else ["other"])
+    assert len(caught) == (1 if debug else 0)
+    quiet = logging.getLogger("asyncio").getEffectiveLevel() > logging.ERROR
+    assert quiet != debug
