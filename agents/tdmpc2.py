@@ -27,7 +27,7 @@ from flax import struct
 from agents.types import Agent, EnvSpec
 from worldmodels import planning
 from worldmodels.checks import Range, check_config, check_order
-from worldmodels.tdmpc import TDMPCConfig, make_tdmpc_model
+from worldmodels.tdmpc import TDMPCConfig, make_tdmpc_model, same_episode
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -109,8 +109,9 @@ class TDMPC2Config:
 
     @property
     def sequences_cross_episodes(self) -> bool:
-        """TD-MPC2's latent rollout must stay within one episode."""
-        return False
+        """Sequences may run past an episode's end: the losses mask the steps after it
+        (`worldmodels.tdmpc.same_episode`), so a terminal step is sampled at every position."""
+        return True
 
     @classmethod
     def cpu(cls) -> TDMPC2Config:
@@ -267,8 +268,11 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
         updates, model_opt = model_tx.update(grads_rest, state.model_opt, rest)
         params = dict(optax.apply_updates(rest, updates), pi=pi)
 
+        # Latent t (after t actions) is in the sampled episode if no step before it was done.
+        mask = same_episode(jnp.concatenate([batch.done, jnp.zeros_like(batch.done[:1])]))
+
         def pi_objective(pi_params):
-            return model.pi_loss(dict(params, pi=pi_params), latents, k_pi, state.scale)
+            return model.pi_loss(dict(params, pi=pi_params), latents, k_pi, state.scale, mask)
 
         (_, (pi_metrics, qs)), pi_grads = jax.value_and_grad(pi_objective, has_aux=True)(pi)
         pi_updates, pi_opt = pi_tx.update(pi_grads, state.pi_opt, pi)

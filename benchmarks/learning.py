@@ -1,9 +1,16 @@
-"""Learning benchmark: eval return against env steps and wall time (compile included), via the
-same code path as `wm train`. Writes the run directories under `runs/bench/` and a summary to
-`benchmarks/results/learning_<task>_<kind>.{json,md,png}`.
+"""Learning benchmark: eval return against env steps and wall time (compile included), over seeds,
+via the same code path as `wm train`. Run directories live under `runs/bench/` and are resumed
+when the benchmark is started again (a long run can be stopped with Ctrl-C and continued);
+`--fresh` starts them over. Writes
+`benchmarks/results/learning_<agent>_<task>_cpu_<kind>.{json,md,png}`.
 
-  python benchmarks/learning.py                                   # the default task
-  python benchmarks/learning.py --env inverted_double_pendulum --steps 100000
+  python benchmarks/learning.py                                    # TD-MPC2, the default task
+  python benchmarks/learning.py --env hopper --steps 100000 --seeds 0,1,2 --threshold 1000
+
+What is reported per seed (all from the logged evaluations):
+  * `last3_mean`: the mean of the last three evaluations (what a user reads at the end);
+  * `stays_above`: the first env step from which every later evaluation is >= `--threshold`;
+  * `last_over_best`: the last evaluation over the best one (1.0: nothing was lost).
 """
 
 from __future__ import annotations
@@ -11,112 +18,207 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
+import statistics
 import time
 from pathlib import Path
-
-from agents.bench import machine_info
-from agents.metrics import MetricsLog, plot_curve
-from agents.run import run_training
-from agents.train import TrainConfig
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def first_reaching(rows: list[dict], threshold: float) -> dict | None:
-    for r in rows:
-        if r.get("eval/return") is not None and r["eval/return"] >= threshold:
-            return {"env_steps": r["env_steps"], "wall_s": r["wall_s"]}
-    return None
+def evals_of(rows: list[dict]) -> list[dict]:
+    """The rows that carry an evaluation, as `{env_steps, wall_s, eval/return}`."""
+    keys = ("env_steps", "wall_s", "eval/return")
+    return [{k: r[k] for k in keys} for r in rows if r.get("eval/return") is not None]
+
+
+def first_reaching(evals: list[dict], threshold: float) -> dict | None:
+    """The first evaluation at or above `threshold`."""
+    return next((e for e in evals if e["eval/return"] >= threshold), None)
+
+
+def stays_above(evals: list[dict], threshold: float) -> int | None:
+    """The first env step from which every evaluation is >= `threshold` (None: never)."""
+    start = None
+    for e in evals:
+        if e["eval/return"] >= threshold:
+            start = e["env_steps"] if start is None else start
+        else:
+            start = None
+    return start
+
+
+def summarise(evals: list[dict], threshold: float) -> dict:
+    """Per-seed figures of a run (see the module docstring)."""
+    returns = [e["eval/return"] for e in evals]
+    if not returns:
+        return {"evals": 0}
+    best = max(returns)
+    reached = first_reaching(evals, threshold)
+    return {
+        "evals": len(returns),
+        "final": returns[-1],
+        "best": best,
+        "last3_mean": statistics.fmean(returns[-3:]),
+        "last_over_best": returns[-1] / best if best > 0 else None,
+        "reached": reached and {"env_steps": reached["env_steps"], "wall_s": reached["wall_s"]},
+        "stays_above": stays_above(evals, threshold),
+    }
+
+
+def by_step(runs: dict[int, list[dict]]) -> list[dict]:
+    """Mean, min and max over seeds of the evaluations at each env step all seeds logged."""
+    steps = sorted(set.intersection(*(set(e["env_steps"] for e in ev) for ev in runs.values())))
+    table = []
+    for s in steps:
+        at = [next(e for e in ev if e["env_steps"] == s) for ev in runs.values()]
+        vals = [e["eval/return"] for e in at]
+        wall = statistics.fmean(e["wall_s"] for e in at)
+        table.append(
+            dict(env_steps=s, wall_s=wall, mean=statistics.fmean(vals), lo=min(vals), hi=max(vals))
+        )
+    return table
+
+
+def plot(table: list[dict], runs: dict[int, list[dict]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for ax, x in zip(axes, ("env_steps", "wall_s"), strict=True):
+        for seed, ev in runs.items():
+            ax.plot([e[x] for e in ev], [e["eval/return"] for e in ev], "-", alpha=0.35,
+                    label=f"seed {seed}")  # fmt: skip
+        if table:
+            xs = [r[x] for r in table]
+            ax.plot(xs, [r["mean"] for r in table], "o-", color="k", label="mean")
+            ax.fill_between(xs, [r["lo"] for r in table], [r["hi"] for r in table], alpha=0.15)
+        ax.set_xlabel("env steps" if x == "env_steps" else "wall seconds (compile included)")
+        ax.set_ylabel("eval return")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def markdown(result: dict) -> str:
+    t = result["threshold"]
+    lines = [
+        f"# Learning: {result['agent']} on {result['task']} "
+        f"({result['machine']['cpu']}, {result['machine']['cores']} cores)",
+        "",
+        f"`{result['command']}` ({result['date']}, commit {result['commit']}): `wm train` defaults "
+        "otherwise. Env steps count physics steps (action repeat "
+        f"{result['action_repeat']}); wall time includes compilation and evaluation.",
+        "",
+        f"| seed | final | last-3 mean | best | last/best | first >= {t:g} | stays >= {t:g} from "
+        "| wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for seed, s in result["seeds"].items():
+        if not s.get("evals"):
+            lines.append(f"| {seed} | no evaluation | | | | | | |")
+            continue
+        reached = f"{s['reached']['env_steps']:,}" if s["reached"] else "never"
+        stays = f"{s['stays_above']:,}" if s["stays_above"] is not None else "never"
+        ratio = f"{s['last_over_best']:.2f}" if s["last_over_best"] is not None else "-"
+        lines.append(
+            f"| {seed} | {s['final']:.0f} | {s['last3_mean']:.0f} | {s['best']:.0f} | {ratio} | "
+            f"{reached} | {stays} | {result['wall_s'][seed]:.0f} |"
+        )
+    lines += ["", "| env steps | mean wall s | mean | min | max |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r['env_steps']:,} | {r['wall_s']:.0f} | {r['mean']:.0f} | {r['lo']:.0f} | "
+        f"{r['hi']:.0f} |"
+        for r in result["by_step"]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, check=True)  # fmt: skip
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def main() -> None:
+    from agents.bench import machine_info
+    from agents.metrics import MetricsLog
+    from agents.run import run_training
+    from agents.rundir import is_run_dir
+    from agents.train import TrainConfig
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent", default=TrainConfig.agent, choices=["tdmpc2", "dreamer"])
     parser.add_argument("--env", default=TrainConfig.env)
-    parser.add_argument(
-        "--updates-per-step", type=int, default=None, help="default: the agent's own"
-    )
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, run one after another")
+    parser.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
+    parser.add_argument("--updates-per-step", type=int, default=None, help="default: the agent's")
     parser.add_argument("--obs", default="state", choices=["state", "pixels"])
     parser.add_argument("--image-size", type=int, default=TrainConfig.image_size)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
-    parser.add_argument(
-        "--threshold", type=float, default=950.0, help="report when eval return reaches it"
-    )
+    parser.add_argument("--threshold", type=float, default=950.0, help="the return to hold")
+    parser.add_argument("--fresh", action="store_true", help="start existing run directories over")
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
 
-    cfg = dataclasses.replace(
-        TrainConfig(),
-        agent=args.agent,
-        env=args.env,
-        steps=args.steps,
-        seed=args.seed,
-        eval_every=args.eval_every,
-        updates_per_step=args.updates_per_step,
-        obs=args.obs,
-        image_size=args.image_size,
-    )
     pixels = f"-pixels{args.image_size}" if args.obs == "pixels" else ""
-    out = Path("runs/bench") / f"{args.agent}-{args.env}{pixels}-seed{args.seed}"
-    if out.exists():
-        shutil.rmtree(out)
-    start = time.time()
-    run_training(cfg, out)
-    total = time.time() - start
-    rows = MetricsLog(out).rows()
-    evals = [
-        {"env_steps": r["env_steps"], "wall_s": r["wall_s"], "eval/return": r["eval/return"]}
-        for r in rows
-        if r.get("eval/return") is not None
-    ]
+    runs, walls = {}, {}
+    for seed in seeds:
+        cfg = dataclasses.replace(
+            TrainConfig(), agent=args.agent, env=args.env, steps=args.steps, seed=seed,
+            eval_every=args.eval_every, updates_per_step=args.updates_per_step, obs=args.obs,
+            image_size=args.image_size,
+        )  # fmt: skip
+        out = Path("runs/bench") / f"{args.agent}-{args.env}{pixels}-seed{seed}"
+        resume = is_run_dir(out) and not args.fresh
+        print(f"seed {seed}: {'continuing' if resume else 'training'} {out}", flush=True)
+        run_training(None if resume else cfg, out, resume=resume, overwrite=not resume)
+        rows = MetricsLog(out).rows()
+        runs[seed] = evals_of(rows)
+        walls[seed] = rows[-1]["wall_s"] if rows else 0.0
+
     info = machine_info()
+    command = (
+        f"python benchmarks/learning.py --agent {args.agent} --env {args.env} --steps {args.steps}"
+        f" --seeds {args.seeds} --eval-every {args.eval_every} --threshold {args.threshold:g}"
+        + (f" --updates-per-step {args.updates_per_step}" if args.updates_per_step else "")
+        + (f" --obs pixels --image-size {args.image_size}" if pixels else "")
+    )
+    table = by_step(runs)
     result = {
         "task": args.env,
-        "agent": cfg.agent,
-        "seed": args.seed,
+        "agent": args.agent,
         "steps": args.steps,
+        "action_repeat": TrainConfig.action_repeat,
+        "threshold": args.threshold,
         "machine": info,
         "date": time.strftime("%Y-%m-%d"),
-        "total_wall_s": round(total, 1),
-        "threshold": args.threshold,
-        "reached": first_reaching(rows, args.threshold),
-        "final_eval_return": evals[-1]["eval/return"] if evals else None,
-        "evals": evals,
+        "commit": _commit(),
+        "command": command,
+        "seeds": {s: summarise(ev, args.threshold) for s, ev in runs.items()},
+        "wall_s": walls,
+        "by_step": table,
+        "evals": runs,
         "obs": args.obs,
-        "command": f"python benchmarks/learning.py --agent {args.agent} --env {args.env} "
-        f"--steps {args.steps} --eval-every {args.eval_every}"
-        + (f" --updates-per-step {args.updates_per_step}" if args.updates_per_step else "")
-        + (f" --obs pixels --image-size {args.image_size}" if pixels else ""),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    prefix = "learning" if args.agent == "tdmpc2" else f"learning_{args.agent}"
-    stem = RESULTS / f"{prefix}_{args.env}{pixels}_cpu_{info['kind'].lower().replace('-', '')}"
+    kind = info["kind"].lower().replace("-", "")
+    stem = RESULTS / f"learning_{args.agent}_{args.env}{pixels}_cpu_{kind}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     name = {"tdmpc2": "TD-MPC2", "dreamer": "Dreamer"}[args.agent]
-    plot_curve(rows, stem.with_suffix(".png"), f"{name} on {args.env} ({info['cpu']}, 2 cores)")
-    reached = result["reached"]
-    lines = [
-        f"# Learning: {name} on {args.env} ({info['cpu']}, {info['kind']}, {info['cores']} cores)",
-        "",
-        f"`{result['command']}` ({result['date']}): `wm train` defaults otherwise. Wall time "
-        "includes compilation and evaluation.",
-        "",
-        f"- eval return >= {args.threshold:g}: "
-        + (
-            f"at **{reached['env_steps']:,} env steps, {reached['wall_s']:.0f} s**"
-            if reached
-            else "not reached"
-        ),
-        f"- final eval return {result['final_eval_return']}, whole run {total:.0f} s",
-        "",
-        "| env steps | wall s | eval return |",
-        "|---|---|---|",
-        *[f"| {e['env_steps']:,} | {e['wall_s']:.0f} | {e['eval/return']:.1f} |" for e in evals],
-    ]
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    plot(table, runs, stem.with_suffix(".png"), f"{name} on {args.env}, seeds {args.seeds}")
+    text = markdown(result)
+    stem.with_suffix(".md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,12 @@ def _check_last(x: jax.Array, expected: int, what: str) -> None:
         raise ValueError(f"TD-MPC2 model: {what} must have shape [..., {expected}], got {x.shape}")
 
 
+def same_episode(done: jax.Array) -> jax.Array:
+    """`[H, B]` float mask: 1 where step `t` is in the episode of step 0 (no `done` before it)."""
+    ended = jnp.cumsum(done.astype(jnp.int32), axis=0) - done.astype(jnp.int32)
+    return (ended == 0).astype(jnp.float32)
+
+
 def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B008 (frozen)
     """Build the TD-MPC2 model functions for `cfg` (sizes of obs/action are given to `init`)."""
     c = cfg
@@ -235,10 +241,17 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
     def model_loss(params, batch, key, target_q=None):
         """Latent consistency + reward + TD value (+ termination) over a `[H, B]` sequence batch.
 
+        A sequence may end its episode before its last step: with a `done [H, B]` field, the
+        steps after the first `done` (another episode's data) are masked out of every loss, so
+        a sampler may start sequences anywhere, and an episode's last (terminal) step is learnt
+        at every position of the rollout, the encoder's latent at position 0 included. Without
+        `done`, every sequence must lie within one episode.
+
         Args:
           params: model parameters.
           batch: fields `obs [H, B, O]`, `action [H, B, A]`, `reward [H, B]`,
-            `next_obs [H, B, O]`, `terminated [H, B]` (e.g. `agents.types.Transition`).
+            `next_obs [H, B, O]`, `terminated [H, B]`, optionally `done [H, B]` (e.g.
+            `agents.types.Transition`).
           key: PRNG key.
           target_q: EMA copy of `params['q']` for TD targets (defaults to the online Q).
 
@@ -254,8 +267,10 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
         fields = [("obs", ("H", "B", "O")), ("action", ("H", "B", "A"))]
         fields += [("reward", ("H", "B")), ("next_obs", ("H", "B", "O"))]
         fields += [("terminated", ("H", "B"))]
+        fields += [("done", ("H", "B"))] if hasattr(batch, "done") else []
         check_batch(batch, fields, "TDMPCModel.model_loss", {"O": obs_size, "A": action_size})
         horizon = batch.action.shape[0]
+        live = same_episode(batch.done) if hasattr(batch, "done") else jnp.ones(batch.reward.shape)
         k_pi, k_q = jax.random.split(key)
         sg = jax.lax.stop_gradient
         next_z = sg(encode(params, batch.next_obs))
@@ -267,7 +282,7 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
         def step(z, inputs):
             action, target_z = inputs
             z_next = next_(params, z, action)
-            return z_next, (z_next, jnp.mean((z_next - target_z) ** 2, axis=(-2, -1)))
+            return z_next, (z_next, jnp.mean((z_next - target_z) ** 2, axis=-1))
 
         z0 = encode(params, batch.obs[0])
         _, (zs_next, consistency) = jax.lax.scan(step, z0, (batch.action, next_z))
@@ -276,9 +291,9 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
         reward_ce = dists.soft_ce(reward_logits(params, zs, batch.action), batch.reward, **two_hot)
         value_ce = dists.soft_ce(q_logits(params, zs, batch.action), td[None], **two_hot)
         losses = {
-            "consistency": jnp.sum(rho * consistency) / horizon,
-            "reward": jnp.sum(rho * reward_ce.mean(-1)) / horizon,
-            "value": jnp.sum(rho * value_ce.mean(-1).sum(0)) / (horizon * c.num_q),
+            "consistency": jnp.sum(rho * (live * consistency).mean(-1)) / horizon,
+            "reward": jnp.sum(rho * (live * reward_ce).mean(-1)) / horizon,
+            "value": jnp.sum(rho * (live[None] * value_ce).mean(-1).sum(0)) / (horizon * c.num_q),
         }
         total = (
             c.consistency_coef * losses["consistency"]
@@ -288,23 +303,25 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
         if c.episodic:
             logit = apply(params, "termination", zs_next)[..., 0]
             bce = jnp.mean(
-                optax.sigmoid_binary_cross_entropy(logit, batch.terminated.astype(jnp.float32))
+                live
+                * optax.sigmoid_binary_cross_entropy(logit, batch.terminated.astype(jnp.float32))
             )
             losses["termination"] = bce
             total = total + c.termination_coef * bce
         metrics = {f"loss/{k}": v for k, v in losses.items()}
-        metrics.update({"loss/model": total, "td_target": jnp.mean(td)})
+        metrics.update({"loss/model": total, "td_target": jnp.sum(live * td) / jnp.sum(live)})
         return total, (metrics, jnp.concatenate([z0[None], zs_next], axis=0))
 
     def loss(params, batch, key, target_q=None):
         total, (metrics, _) = model_loss(params, batch, key, target_q)
         return total, metrics
 
-    def pi_loss(params, latents, key, scale):
+    def pi_loss(params, latents, key, scale, mask=None):
         """Policy loss on detached latents `[T, B, L]`: maximise scaled Q plus entropy.
 
         `scale` is the running 5th-95th percentile range of Q (TD-MPC2's `RunningScale`); only
-        `params['pi']` receives gradients.
+        `params['pi']` receives gradients. `mask [T, B]` (optional) zeroes latents that lie past
+        the end of their episode (`same_episode`).
         """
         k_pi, k_q = jax.random.split(key)
         latents = jax.lax.stop_gradient(latents)
@@ -312,7 +329,8 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
         frozen = jax.lax.stop_gradient(params)
         qs = q(frozen, latents, action, k_q, "avg")  # [T, B]
         rho = c.rho ** jnp.arange(latents.shape[0], dtype=jnp.float32)
-        per_t = -(c.entropy_coef * -log_prob + qs / scale).mean(-1)
+        objective = c.entropy_coef * -log_prob + qs / scale
+        per_t = -(objective if mask is None else mask * objective).mean(-1)
         total = jnp.mean(rho * per_t)
         return total, ({"loss/pi": total, "pi/entropy": -log_prob.mean()}, qs)
 

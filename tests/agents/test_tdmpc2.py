@@ -130,3 +130,27 @@ def test_bad_agent_config_names_the_field():
         TDMPC2Config(batch_size=0)
     with pytest.raises(ValueError, match="tau"):
         TDMPC2Config(tau=2.0)
+
+
+def test_terminal_steps_are_sampled_at_every_position_of_a_sequence():
+    """Hopper's value estimates ran to the never-falling value (td_target 300 while episodes
+    ended after ~120 steps): with sequences confined to one episode, a terminal step was only
+    ever the last of its sequence, so the Q-function of the encoder's latent (position 0) never
+    saw one. TD-MPC2's sequences now run past episode ends, the losses masking what follows."""
+    from agents.replay import add, init_replay, sample_sequences
+
+    n, horizon = 2, CFG.sequence_length
+    assert CFG.sequences_cross_episodes
+
+    def step(t):
+        ended = jnp.full((n,), t % 5 == 4)  # episodes of 5 steps, each ending by failure
+        z = jnp.zeros((n, 1))
+        return Transition(obs=z + t, action=z, reward=z[:, 0], next_obs=z + t + 1,
+                          terminated=ended, done=ended)  # fmt: skip
+
+    state = init_replay(step(0), 40 * n)
+    for t in range(40):
+        state = add(state, step(t))
+    batch = sample_sequences(state, jax.random.key(0), 256, horizon, CFG.sequences_cross_episodes)
+    terminal_at = np.asarray(batch.terminated).any(axis=1)  # [H]: positions holding one
+    assert terminal_at.all(), terminal_at

@@ -193,3 +193,37 @@ def test_loss_of_a_dict_or_incomplete_batch_names_the_container(model, params):
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         TDMPCConfig(**{field: value})
+
+
+def test_steps_after_an_episode_end_do_not_reach_the_loss(model, params):
+    """A sequence whose step 0 ends its episode (terminal) learns from step 0 alone: the next
+    episode's steps behind it (any values) change neither the loss nor its gradient."""
+    batch = _batch(jax.random.key(3))
+    ended = batch.replace(
+        terminated=batch.terminated.at[0].set(True), done=batch.done.at[0].set(True)
+    )
+    noise = jax.random.normal(jax.random.key(5), batch.obs[1:].shape) * 10
+    other = ended.replace(
+        obs=ended.obs.at[1:].add(noise),
+        next_obs=ended.next_obs.at[1:].add(noise),
+        reward=ended.reward.at[1:].set(-50.0),
+        terminated=ended.terminated.at[1:].set(True),
+    )
+    grad = jax.jit(jax.value_and_grad(model.loss, has_aux=True))
+    (loss_a, metrics), grads_a = grad(params, ended, jax.random.key(4))
+    (loss_b, _), grads_b = grad(params, other, jax.random.key(4))
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(grads_a), jax.tree.leaves(grads_b), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(metrics["td_target"], jnp.mean(ended.reward[0]), rtol=1e-6)
+    # Without `done`, the same batch is taken as one episode: the later steps count.
+    no_done = ModelBatch(*(getattr(other, f) for f in ModelBatch._fields))
+    assert abs(float(model.loss(params, no_done, jax.random.key(4))[0]) - float(loss_b)) > 1e-3
+
+
+def test_same_episode_masks_steps_after_the_first_done():
+    from worldmodels.tdmpc import same_episode
+
+    done = jnp.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]], bool)  # [H=3, B=4]
+    expected = [[1, 1, 1, 1], [1, 0, 1, 1], [0, 0, 1, 1]]
+    np.testing.assert_array_equal(same_episode(done), expected)

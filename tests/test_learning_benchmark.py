@@ -1,0 +1,51 @@
+"""`benchmarks/learning.py`: the per-seed figures it reports (pure functions, no training)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).parents[1] / "benchmarks" / "learning.py"
+_spec = importlib.util.spec_from_file_location("learning_benchmark", _PATH)
+learning = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(learning)
+
+
+def _evals(returns, every=5000):
+    return [
+        {"env_steps": every * (i + 1), "wall_s": 10.0 * (i + 1), "eval/return": r}
+        for i, r in enumerate(returns)
+    ]
+
+
+def test_stays_above_is_the_start_of_the_last_unbroken_stretch():
+    evals = _evals([100, 960, 300, 970, 990, 1000])
+    assert learning.stays_above(evals, 950) == 20000
+    assert learning.first_reaching(evals, 950)["env_steps"] == 10000
+    assert learning.stays_above(_evals([960, 970, 10]), 950) is None
+    assert learning.stays_above(_evals([960, 970]), 950) == 5000
+
+
+def test_summary_of_a_run_that_fell_back():
+    s = learning.summarise(_evals([569, 383, 914, 97]), 900)
+    assert s["final"] == 97 and s["best"] == 914
+    assert s["last3_mean"] == pytest.approx((383 + 914 + 97) / 3)
+    assert s["last_over_best"] == pytest.approx(97 / 914)
+    assert s["reached"] == {"env_steps": 15000, "wall_s": 30.0} and s["stays_above"] is None
+    assert learning.summarise([], 900) == {"evals": 0}
+
+
+def test_by_step_keeps_the_steps_every_seed_logged():
+    runs = {0: _evals([100, 200, 300]), 1: _evals([300, 400])}
+    table = learning.by_step(runs)
+    assert [r["env_steps"] for r in table] == [5000, 10000]
+    assert table[1] == {"env_steps": 10000, "wall_s": 20.0, "mean": 300.0, "lo": 200, "hi": 400}
+    result = {
+        "agent": "tdmpc2", "task": "hopper", "machine": {"cpu": "x", "cores": 2},
+        "command": "python benchmarks/learning.py", "date": "2026-12-01", "commit": "abc",
+        "action_repeat": 2, "threshold": 250.0, "by_step": table, "wall_s": {0: 30.0, 1: 20.0},
+        "seeds": {s: learning.summarise(ev, 250.0) for s, ev in runs.items()},
+    }  # fmt: skip
+    text = learning.markdown(result)
+    assert "| 0 | 300 | 200 | 300 | 1.00 | 15,000 | 15,000 | 30 |" in text
+    assert "| 1 | 400 | 350 | 400 | 1.00 | 5,000 | 5,000 | 20 |" in text
