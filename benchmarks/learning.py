@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+NAMES = {"tdmpc2": "TD-MPC2", "dreamer": "Dreamer"}
 
 
 def evals_of(rows: list[dict]) -> list[dict]:
@@ -107,7 +108,7 @@ def plot(table: list[dict], runs: dict[int, list[dict]], path: Path, title: str)
 def markdown(result: dict) -> str:
     t = result["threshold"]
     lines = [
-        f"# Learning: {result['agent']} on {result['task']} "
+        f"# Learning: {NAMES.get(result['agent'], result['agent'])} on {result['task']} "
         f"({result['machine']['cpu']}, {result['machine']['cores']} cores)",
         "",
         f"`{result['command']}` ({result['date']}, commit {result['commit']}): `wm train` defaults "
@@ -214,8 +215,8 @@ def main() -> None:
     kind = info["kind"].lower().replace("-", "")
     stem = RESULTS / f"learning_{args.agent}_{args.env}{pixels}_cpu_{kind}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    name = {"tdmpc2": "TD-MPC2", "dreamer": "Dreamer"}[args.agent]
-    plot(table, runs, stem.with_suffix(".png"), f"{name} on {args.env}, seeds {args.seeds}")
+    title = f"{NAMES[args.agent]} on {args.env}, seeds {args.seeds}"
+    plot(table, runs, stem.with_suffix(".png"), title)
     text = markdown(result)
     stem.with_suffix(".md").write_text(text)
     print(text)
