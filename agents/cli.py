@@ -108,7 +108,7 @@ def _train(cmd: Train) -> None:
             raise ValueError("--overwrite and --resume exclude each other")
         out = Path(cmd.resume)
     else:
-        out = Path(cmd.out or f"runs/{cfg.env}-{cfg.agent}-seed{cfg.seed}")
+        out = Path(cmd.out or f"runs/{cfg.env.replace(':', '-')}-{cfg.agent}-seed{cfg.seed}")
     print(f"run directory: {out}", file=sys.stderr)
     last = run_training(
         cfg, out, resume=bool(cmd.resume), overwrite=cmd.overwrite, progress=cmd.progress

@@ -65,6 +65,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     from brax.envs import get_environment
     from brax.envs.base import Env, State, Wrapper
 
+from agents import dmc
 from agents.render import CAMERAS, make_renderer
 from agents.types import EnvSpec, Transition
 
@@ -86,6 +87,17 @@ _GENERALIZED_ONLY = frozenset({"swimmer"})
 _STEP_INFO = ("final_obs", "terminated", "truncated", "episode_return", "episode_length")
 
 
+def check_env_name(name: str) -> None:
+    """ValueError unless `name` is one of `ENV_NAMES` or a DM Control task (`dmc:cheetah-run`)."""
+    if dmc.is_dmc(name):
+        dmc.playground_name(name)
+    elif name not in ENV_NAMES:
+        raise ValueError(
+            f"unknown env {name!r}; valid names: {', '.join(ENV_NAMES)}, or a DM Control task "
+            f"such as dmc:cheetah-run ({len(dmc.DMC_TASKS)} tasks, `agents.dmc.DMC_TASKS`)"
+        )
+
+
 def make_env(
     name: str,
     *,
@@ -99,7 +111,8 @@ def make_env(
     """Builds a batched, auto-resetting Brax env and its spec.
 
     Args:
-      name: one of `ENV_NAMES`.
+      name: one of `ENV_NAMES`, or `dmc:<domain>-<task>` for a DM Control Suite task on MJX
+        physics (`agents.dmc`; needs the `dmc` extra).
       num_envs: envs stepped together; every state leaf is `[num_envs, ...]`.
       action_repeat: underlying env steps per agent step.
       episode_length: time limit in underlying env steps (Brax's convention); the spec's
@@ -124,18 +137,24 @@ def make_env(
       >>> state = jax.jit(env.reset)(jax.random.key(0))
       >>> state = jax.jit(env.step)(state, jnp.zeros((8, spec.action_size)))
     """
-    if name not in ENV_NAMES:
-        raise ValueError(f"unknown env {name!r}; valid names: {', '.join(ENV_NAMES)}")
+    check_env_name(name)
     _check_positive(num_envs=num_envs, action_repeat=action_repeat, episode_length=episode_length)
     if obs not in ("state", "pixels"):
         raise ValueError(f"obs must be 'state' or 'pixels', got {obs!r}")
-    if backend is None:
-        backend = "generalized" if name in _GENERALIZED_ONLY else "positional"
-    _patch_brax_fluid_clip()
-    with warnings.catch_warnings():
-        # Brax's notice that it is unmaintained, raised once per system load; not actionable here.
-        warnings.filterwarnings("ignore", message="Brax System", category=UserWarning)
-        core = get_environment(name, backend=backend)
+    if dmc.is_dmc(name):
+        if backend is not None:
+            raise ValueError(f"env {name!r} runs on MJX only; got backend={backend!r}")
+        if obs != "state":
+            raise ValueError(f"env {name!r}: obs='pixels' is drawn for Brax systems only")
+        core = dmc.load(name)
+    else:
+        if backend is None:
+            backend = "generalized" if name in _GENERALIZED_ONLY else "positional"
+        _patch_brax_fluid_clip()
+        with warnings.catch_warnings():
+            # Brax's notice that it is unmaintained, raised once per system load.
+            warnings.filterwarnings("ignore", message="Brax System", category=UserWarning)
+            core = get_environment(name, backend=backend)
     render = None
     if obs == "pixels":
         render = make_renderer(core.sys, CAMERAS[name], image_size)

@@ -29,7 +29,7 @@ from flax import struct
 
 from agents import replay
 from agents.dreamer import DreamerConfig
-from agents.envs import ENV_NAMES, step_transition
+from agents.envs import check_env_name, step_transition
 from agents.tdmpc2 import TDMPC2Config
 from agents.types import Agent, Context, EnvSpec, Transition
 from worldmodels.checks import Range, check_config
@@ -43,7 +43,7 @@ class TrainConfig:
     """A training run. Env steps count physics steps (agent steps x num_envs x action_repeat).
 
     Attributes:
-      env: Brax env name.
+      env: Brax env name, or `dmc:<domain>-<task>` for a DM Control task (`agents.dmc`).
       agent: which agent to train.
       steps: total env steps.
       num_envs: environments stepped together (vmapped).
@@ -89,10 +89,10 @@ class TrainConfig:
     dreamer: DreamerConfig = dataclasses.field(default_factory=DreamerConfig.cpu)
 
     def __post_init__(self):
-        if self.env not in ENV_NAMES:
-            raise ValueError(
-                f"TrainConfig.env: unknown env {self.env!r}; valid: {', '.join(ENV_NAMES)}"
-            )
+        try:
+            check_env_name(self.env)
+        except ValueError as e:
+            raise ValueError(f"TrainConfig.env: {e}") from None
         positive = (
             "steps",
             "num_envs",

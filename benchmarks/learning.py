@@ -179,7 +179,7 @@ def main() -> None:
             eval_every=args.eval_every, updates_per_step=args.updates_per_step, obs=args.obs,
             image_size=args.image_size,
         )  # fmt: skip
-        out = Path("runs/bench") / f"{args.agent}-{args.env}{pixels}-seed{seed}"
+        out = Path("runs/bench") / f"{args.agent}-{args.env.replace(':', '-')}{pixels}-seed{seed}"
         resume = is_run_dir(out) and not args.fresh
         print(f"seed {seed}: {'continuing' if resume else 'training'} {out}", flush=True)
         run_training(None if resume else cfg, out, resume=resume, overwrite=not resume)
@@ -213,7 +213,7 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     kind = info["kind"].lower().replace("-", "")
-    stem = RESULTS / f"learning_{args.agent}_{args.env}{pixels}_cpu_{kind}"
+    stem = RESULTS / f"learning_{args.agent}_{args.env.replace(':', '-')}{pixels}_cpu_{kind}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     title = f"{NAMES[args.agent]} on {args.env}, seeds {args.seeds}"
     plot(table, runs, stem.with_suffix(".png"), title)
