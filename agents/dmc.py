@@ -27,7 +27,6 @@ import contextlib
 import io
 
 import jax
-import jax.numpy as jnp
 from brax.envs.base import Env, State
 
 # dm_control `domain-task` name -> Playground name. Playground has no ball_in_cup/point_mass task
@@ -108,14 +107,8 @@ class PlaygroundEnv(Env):
     def step(self, state: State, action: jax.Array) -> State:
         from mujoco_playground import State as PlaygroundState
 
-        given = PlaygroundState(
-            data=state.pipeline_state,
-            obs=state.obs,
-            reward=state.reward,
-            done=state.done,
-            metrics=state.metrics,
-            info=state.info,
-        )
+        fields = {f: getattr(state, f) for f in _SHARED_FIELDS}
+        given = PlaygroundState(data=state.pipeline_state, **fields)
         return _to_brax(self._env.step(given, action))
 
     @property
@@ -130,30 +123,12 @@ class PlaygroundEnv(Env):
     def backend(self) -> str:
         return "mjx"
 
-    @property
-    def dt(self) -> float:
-        """Seconds per env (control) step."""
-        return float(self._env.dt)
 
-    @property
-    def unwrapped(self):
-        return self._env
+# Fields Brax's and Playground's `State` share; Brax's `pipeline_state` is Playground's `data`.
+_SHARED_FIELDS = ("obs", "reward", "done", "metrics", "info")
 
 
 def _to_brax(s) -> State:
-    return State(
-        pipeline_state=jax.tree.map(_as_array, s.data),
-        obs=s.obs,
-        reward=s.reward,
-        done=s.done,
-        metrics=dict(s.metrics),
-        info=dict(s.info),
-    )
-
-
-def _as_array(x):
-    """MJX keeps a few leaves (`Data.time` after a reset) as Python scalars: make them float32 /
-    int32 arrays, so every state leaf has a strong dtype."""
-    if hasattr(x, "dtype"):
-        return x
-    return jnp.asarray(x, jnp.float32 if isinstance(x, float) else jnp.int32)
+    # Python-scalar leaves of `data` (MJX's `time` after a reset) are made arrays by the
+    # wrappers (`agents.envs._strong`), as for Brax's own envs.
+    return State(pipeline_state=s.data, **{f: getattr(s, f) for f in _SHARED_FIELDS})

@@ -396,9 +396,19 @@ def _is_key(x: jax.Array) -> bool:
     return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+_SCALAR_DTYPES = {bool: jnp.bool_, int: jnp.int32, float: jnp.float32}
+
+
 def _strong(tree):
-    """Drops weak types: Brax steps emit Python-scalar-derived leaves that resets do not."""
-    return jax.tree.map(lambda x: x if _is_key(x) else jnp.asarray(x).astype(x.dtype), tree)
+    """Drops weak types: Brax steps emit Python-scalar-derived leaves that resets do not, and MJX
+    keeps a few leaves as Python scalars (`Data.time` after a reset), made arrays here."""
+
+    def strong(x):
+        if type(x) in _SCALAR_DTYPES:
+            return jnp.asarray(x, _SCALAR_DTYPES[type(x)])
+        return x if _is_key(x) else jnp.asarray(x).astype(x.dtype)
+
+    return jax.tree.map(strong, tree)
 
 
 def _cast_like(tree, like):
