@@ -91,7 +91,7 @@ class Checkpointer:
             raise ValueError(f"metadata['step']={metadata['step']} differs from step={step}")
         extra = {"config": self._config, "metadata": _to_json(metadata), "hashes": _hashes(state)}
         args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra)
+            state=ocp.args.StandardSave(_without_empty(state)), extra=ocp.args.JsonSave(extra)
         )
         saved = self._manager.save(step, args=args)
         if saved:
@@ -173,8 +173,9 @@ class Checkpointer:
         target = jax.tree_util.tree_map_with_path(
             lambda p, x: _target_leaf(x, saved.get(jax.tree_util.keystr(p))), target_state
         )
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
-        state = self._manager.restore(step, args=args)["state"]
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(_without_empty(target)))
+        stored = self._manager.restore(step, args=args)["state"]
+        state = jax.tree.map(_fill_empty, target, stored)
         got = _hashes(state)
         bad = [
             f"{k} (saved {_short(saved.get(k))}, read {_short(got.get(k))})"
@@ -259,6 +260,23 @@ def _hashes(tree) -> dict[str, str]:
         digest = hashlib.sha256(array.reshape(-1).view(np.uint8)).hexdigest()
         out[jax.tree_util.keystr(path)] = f"{dtype}{list(array.shape)}:{digest}"
     return out
+
+
+def _is_empty(x) -> bool:
+    return isinstance(x, jax.Array | jax.ShapeDtypeStruct) and math.prod(x.shape) == 0
+
+
+def _without_empty(tree):
+    """Zero-size leaves (MJX's `Data.act` of a model without actuator state) as None: orbax
+    cannot save them, and they hold nothing but a shape and dtype, which the target gives."""
+    return jax.tree.map(lambda x: None if _is_empty(x) else x, tree)
+
+
+def _fill_empty(target, stored):
+    """The restored leaf, or a zero-size array of the target's shape, dtype and sharding."""
+    if stored is not None or not _is_empty(target):
+        return stored
+    return jax.device_put(np.zeros(target.shape, target.dtype), target.sharding)
 
 
 def _short(entry):

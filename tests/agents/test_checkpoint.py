@@ -86,6 +86,18 @@ def test_round_trip_is_bit_identical(tmp_path, key):
     assert jax.random.normal(restored["key"]) == jax.random.normal(state["key"])
 
 
+def test_zero_size_leaves_round_trip(tmp_path, key):
+    # MJX physics states hold zero-size arrays (`Data.act` without actuator state), which orbax
+    # alone refuses to save.
+    state = {"x": jax.random.normal(key, (3,)), "act": jnp.zeros((4, 0)), "idx": jnp.zeros(0, int)}
+    with Checkpointer(tmp_path, config=CONFIG) as ckpt:
+        assert ckpt.save(1, state)
+    with Checkpointer(tmp_path, config=CONFIG) as ckpt:
+        restored, _ = ckpt.restore(jax.eval_shape(lambda: state))
+    assert_identical(state, restored)
+    assert restored["act"].shape == (4, 0) and restored["idx"].dtype == state["idx"].dtype
+
+
 def test_max_to_keep_prunes_old_steps(tmp_path, key):
     state = {"x": jax.random.normal(key, (4,))}
     with Checkpointer(tmp_path, config=CONFIG, max_to_keep=2) as ckpt:
