@@ -90,22 +90,27 @@ def base_python() -> str:
     return found
 
 
-def ensure_venv(venv: Path, requirements: Path = REQUIREMENTS) -> Path:
-    """The venv's python, the venv (re)built first when missing or made from other requirements."""
+BRAX_CHECK = (
+    "from brax.training.agents.sac import train; from brax.training.agents.ppo import train"
+)
+
+
+def ensure_venv(venv: Path, requirements: Path = REQUIREMENTS, check: str = BRAX_CHECK) -> Path:
+    """The venv's python, the venv (re)built first when missing or made from other requirements;
+    `check` (Python source) must run in it before it counts as made."""
     req_hash = requirements_hash(requirements.read_text())
     py = venv / "bin" / "python"
     if venv_is_current(venv, req_hash):
-        print(f"[brax_baselines] reusing venv {venv}", flush=True)
+        print(f"[venv] reusing {venv}", flush=True)
         return py
     if venv.exists():
-        print(f"[brax_baselines] requirements changed: rebuilding {venv}", flush=True)
+        print(f"[venv] requirements changed: rebuilding {venv}", flush=True)
         shutil.rmtree(venv)
-    print(f"[brax_baselines] creating venv {venv} from {requirements}", flush=True)
+    print(f"[venv] creating {venv} from {requirements}", flush=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([base_python(), "-m", "venv", str(venv)], check=True)
     pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check"]
     subprocess.run([*pip, "-r", str(requirements)], check=True)
-    check = "from brax.training.agents.sac import train; from brax.training.agents.ppo import train"
     subprocess.run([str(py), "-c", check], check=True)
     (venv / HASH_FILE).write_text(req_hash + "\n")  # last: a half-made venv is rebuilt next time
     return py
