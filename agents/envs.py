@@ -83,6 +83,10 @@ ENV_NAMES = (
     "walker2d",
 )
 _GENERALIZED_ONLY = frozenset({"swimmer"})
+# Brax tasks whose reward is a healthy bonus per step plus forward progress, ending when the body
+# falls (`EnvSpec.alive_bonus`). The pendulums also end on a fall, but their reward is the bonus
+# alone, so every discount prefers staying up.
+ALIVE_BONUS_ENVS = frozenset({"ant", "hopper", "humanoid", "walker2d"})
 # Info fields describing the step just taken: an auto-reset keeps them from the finished episode.
 _STEP_INFO = ("final_obs", "terminated", "truncated", "episode_return", "episode_length")
 
@@ -174,6 +178,7 @@ def make_env(
         episode_length=-(-episode_length // action_repeat),
         action_repeat=action_repeat,
         image_shape=tuple(obs_shape) if render is not None else None,
+        alive_bonus=name in ALIVE_BONUS_ENVS,
     )
     return env, spec
 

@@ -86,6 +86,11 @@ RANGE_CASES = [
     (TDMPC2Config, dict(discount_max=1.5), r"TDMPC2Config\.discount_max must be in \(0, 1\]"),
     (
         TDMPC2Config,
+        dict(alive_discount_max=1.5),
+        r"TDMPC2Config\.alive_discount_max must be None or in \(0, 1\]",
+    ),
+    (
+        TDMPC2Config,
         dict(discount_min=0.99, discount_max=0.9),
         r"TDMPC2Config\.discount_min \(0\.99\) must be <= discount_max \(0\.9\)",
     ),

@@ -109,6 +109,30 @@ def test_discount_follows_episode_length():
     assert episode_discount(CFG, 10) == pytest.approx(0.95)
 
 
+def test_alive_bonus_tasks_discount_over_the_whole_episode(monkeypatch):
+    assert episode_discount(CFG, 500, alive_bonus=True) == pytest.approx(0.998)
+    assert episode_discount(CFG, 100, alive_bonus=True) == pytest.approx(0.99)
+    assert episode_discount(CFG, 5000, alive_bonus=True) == pytest.approx(0.998)  # the max
+    off = dataclasses.replace(CFG, alive_discount_max=None)
+    assert episode_discount(off, 500, alive_bonus=True) == pytest.approx(0.99)
+    # make_env marks the Brax locomotion tasks only, and the agent reads the mark.
+    from agents.envs import ALIVE_BONUS_ENVS
+
+    assert ALIVE_BONUS_ENVS == {"ant", "hopper", "humanoid", "walker2d"}
+    spec = EnvSpec(
+        name="hopper", obs_size=4, action_size=2, num_envs=2, episode_length=500,
+        action_repeat=2, alive_bonus=True,
+    )  # fmt: skip
+    import agents.tdmpc2 as tdmpc2
+
+    seen = []
+    real = tdmpc2.make_tdmpc_model
+    monkeypatch.setattr(tdmpc2, "make_tdmpc_model", lambda c: seen.append(c.discount) or real(c))
+    make_tdmpc2(CFG, spec)
+    make_tdmpc2(CFG, dataclasses.replace(spec, alive_bonus=False))
+    assert seen == [pytest.approx(0.998), pytest.approx(0.99)]
+
+
 @pytest.mark.parametrize(
     "field,value",
     [
