@@ -51,10 +51,9 @@ def load_sources(task: str, results: Path = RESULTS) -> list[dict]:
         data = json.loads(path.read_text())
         if data.get("task") != task:
             continue  # e.g. "hopper" must not pick up a "hopper-hop" file
-        kind = path.stem.rsplit("_cpu_", 1)[1]
         sources.append(
             {
-                "name": f"{data['agent']} (ours, {kind})",
+                "name": f"{data['agent']} (ours, {data.get('commit', '?')})",
                 "machine": data["machine"],
                 "curves": our_curves(data),
                 "file": path.name,

@@ -22,7 +22,13 @@ def _ours(task, returns_by_seed, step=10_000):
         ]
         for seed, rets in returns_by_seed.items()
     }
-    return {"task": task, "agent": "tdmpc2", "machine": MACHINE, "evals": evals}
+    return {
+        "task": task,
+        "agent": "tdmpc2",
+        "commit": "abc1234",
+        "machine": MACHINE,
+        "evals": evals,
+    }
 
 
 def _brax(task, returns, step=10_240):
@@ -51,14 +57,14 @@ def results(tmp_path):
 
 def test_sources_and_table(results):
     sources = cmp.load_sources("hopper", results)
-    assert [s["name"] for s in sources] == ["tdmpc2 (ours, avx2)", "Brax SAC (default)"]
+    assert [s["name"] for s in sources] == ["tdmpc2 (ours, abc1234)", "Brax SAC (default)"]
     assert 0 not in [step for step, _, _ in sources[1]["curves"][0]]  # untrained eval left out
     ours, sac = (cmp.summarize(s, [20_000, 40_000, 100_000]) for s in sources)
     assert ours["at"][20_000] == (300, 200, 400, 2) and ours["at"][100_000] is None
     assert ours["last3"] == pytest.approx((300 + 500) / 2)
     assert sac["at"][40_000][0] == 800  # 40,960 is the nearest of Brax's grid, within 10%
     md = cmp.markdown("hopper", sources, [20_000, 40_000])
-    assert "| tdmpc2 (ours, avx2) | 2 | 300 (200-400) | 500 (400-600) | 400 |" in md
+    assert "| tdmpc2 (ours, abc1234) | 2 | 300 (200-400) | 500 (400-600) | 400 |" in md
     assert "hopper-hop" not in md
 
 
