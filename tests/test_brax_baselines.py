@@ -3,25 +3,18 @@ no Brax and no compilation (settings, eval schedule, requirements hash, tables, 
 with a stand-in runner)."""
 
 import argparse
-import importlib.util
 import json
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from _bench import load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bb = _load("brax_baselines", ROOT / "benchmarks" / "brax_baselines.py")
+bb = load_benchmark("brax_baselines")
 runner = bb.load_runner()
 
 

@@ -1,15 +1,11 @@
 """benchmarks/compare.py: reading both kinds of result file, the table and the plot."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from _bench import load_benchmark
 
-ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
-cmp = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(cmp)
+cmp = load_benchmark("compare")
 
 MACHINE = {"cpu": "test cpu", "kind": "AVX2"}
 

@@ -1,23 +1,14 @@
 """benchmarks/dmc_physics.py and benchmarks/anchors/dm_control_runner.py: the parts that need no
 venv, no dm_control and no compilation (divergence measure, summary, table)."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench import load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-dp = _load("dmc_physics", ROOT / "benchmarks" / "dmc_physics.py")
+dp = load_benchmark("dmc_physics")
 
 
 def test_runner_imports_no_project_code():

@@ -1,14 +1,9 @@
 """`benchmarks/learning.py`: the per-seed figures it reports (pure functions, no training)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from _bench import BENCHMARKS, load_benchmark
 
-_PATH = Path(__file__).parents[1] / "benchmarks" / "learning.py"
-_spec = importlib.util.spec_from_file_location("learning_benchmark", _PATH)
-learning = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(learning)
+learning = load_benchmark("learning_benchmark", BENCHMARKS / "learning.py")
 
 
 def _evals(returns, every=5000):
