@@ -10,7 +10,7 @@ last three evaluations and the wall time. Env steps are physics steps on both si
 repeat is counted in; Brax's agents run at action repeat 1). The machine of each source is named:
 wall times compare only within one machine and load.
 
-  python benchmarks/compare.py --task hopper --at 50000,100000
+  python benchmarks/compare.py --task hopper --at 50000,100000 --reach 900
 """
 
 from __future__ import annotations
@@ -81,8 +81,15 @@ def at_step(curve: list[tuple[int, float, float]], steps: int) -> float | None:
     return min(near, key=lambda c: (abs(c[0] - steps), c[0]))[2] if near else None
 
 
-def summarize(source: dict, marks: list[int]) -> dict:
-    """Per source: mean (min, max) over seeds at each mark, last-3 mean and final wall time."""
+def first_reach(curve: list[tuple[int, float, float]], target: float):
+    """(env_steps, wall_s) of the first evaluation at or above `target`, or None."""
+    return next(((s, w) for s, w, r in curve if r >= target), None)
+
+
+def summarize(source: dict, marks: list[int], reach: float | None = None) -> dict:
+    """Per source: mean (min, max) over seeds at each mark, last-3 mean, final wall time and,
+    with `reach`, the mean env steps and wall time of the first evaluation >= `reach` over the
+    seeds that got there (with how many did)."""
     curves = list(source["curves"].values())
     out = {"name": source["name"], "seeds": len(curves), "at": {}}
     for m in marks:
@@ -92,6 +99,13 @@ def summarize(source: dict, marks: list[int]) -> dict:
     out["last3"] = statistics.fmean(last3)
     out["last_steps"] = min(c[-1][0] for c in curves if c)
     out["wall_s"] = statistics.fmean(c[-1][1] for c in curves if c)
+    if reach is not None:
+        hits = [h for h in (first_reach(c, reach) for c in curves) if h is not None]
+        out["reach"] = (
+            (statistics.fmean(s for s, _ in hits), statistics.fmean(w for _, w in hits), len(hits))
+            if hits
+            else None
+        )
     return out
 
 
@@ -109,12 +123,14 @@ def mean_curve(curves: dict) -> list[tuple[int, float, float, float, float]]:
     return out
 
 
-def markdown(task: str, sources: list[dict], marks: list[int]) -> str:
-    rows = [summarize(s, marks) for s in sources]
+def markdown(task: str, sources: list[dict], marks: list[int], reach: float | None = None) -> str:
+    rows = [summarize(s, marks, reach) for s in sources]
     lines = [
         f"# {task}: our agents beside Brax's SAC and PPO",
         "",
-        f"`python benchmarks/compare.py --task {task} --at {','.join(map(str, marks))}`, from "
+        f"`python benchmarks/compare.py --task {task} --at {','.join(map(str, marks))}"
+        + ("" if reach is None else f" --reach {reach:g}")
+        + "`, from "
         + ", ".join(f"`{s['file']}`" for s in sources)
         + ". Env steps are physics steps on both sides. Return at N: the evaluation nearest to "
         "N env steps (within 10%), mean (min-max) over seeds. Wall time: compile and evaluation "
@@ -122,8 +138,14 @@ def markdown(task: str, sources: list[dict], marks: list[int]) -> str:
         "",
         "| source | seeds | "
         + " | ".join(f"return at {m:,}" for m in marks)
-        + " | last-3 mean | last eval at | wall s | machine |",
-        "|---|---|" + "---|" * len(marks) + "---|---|---|---|",
+        + " | last-3 mean | last eval at | wall s | "
+        + ("" if reach is None else f"first >= {reach:g}: env steps, wall s (seeds) | ")
+        + "machine |",
+        "|---|---|"
+        + "---|" * len(marks)
+        + "---|---|---|"
+        + ("" if reach is None else "---|")
+        + "---|",
     ]
     for row, src in zip(rows, sources, strict=True):
         cells = [
@@ -133,6 +155,10 @@ def markdown(task: str, sources: list[dict], marks: list[int]) -> str:
             for m in marks
         ]
         machine = f"{src['machine'].get('cpu', '?')} ({src['machine'].get('kind', '?')})"
+        if reach is not None:
+            r = row["reach"]
+            got = "never" if r is None else f"{r[0]:,.0f}, {r[1]:.0f} ({r[2]}/{row['seeds']})"
+            machine = f"{got} | {machine}"
         lines.append(
             f"| {row['name']} | {row['seeds']} | " + " | ".join(cells) + f" | {row['last3']:.0f} "
             f"| {row['last_steps']:,} | {row['wall_s']:.0f} | {machine} |"
@@ -177,12 +203,13 @@ def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", required=True)
     ap.add_argument("--at", default="100000", help="comma-separated env steps for the table")
+    ap.add_argument("--reach", type=float, default=None, help="a return: when each first gets it")
     args = ap.parse_args(argv)
     marks = [int(x) for x in args.at.split(",") if x]
     sources = load_sources(args.task)
     if not sources:
         ap.error(f"no learning_*_{args.task}_cpu_*.json or brax_*_{args.task}_*.json in {RESULTS}")
-    md = markdown(args.task, sources, marks)
+    md = markdown(args.task, sources, marks, args.reach)
     (RESULTS / f"compare_{args.task}.md").write_text(md)
     plot(args.task, sources, RESULTS / f"compare_{args.task}.png")
     print(md)

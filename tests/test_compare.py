@@ -62,6 +62,12 @@ def test_sources_and_table(results):
     md = cmp.markdown("hopper", sources, [20_000, 40_000])
     assert "| tdmpc2 (ours, abc1234) | 2 | 300 (200-400) | 500 (400-600) | 400 |" in md
     assert "hopper-hop" not in md
+    reach = cmp.summarize(sources[0], [], reach=350)["reach"]
+    assert reach == ((40_000 + 20_000) / 2, (40.0 + 20.0) / 2, 2)  # seed 0 at 40k, seed 1 at 20k
+    assert cmp.summarize(sources[1], [], reach=10_000)["reach"] is None
+    md = cmp.markdown("hopper", sources, [20_000], reach=350)
+    assert "| 30,000, 30 (2/2) |" in md and "| 30,720, 15 (1/1) |" in md and "--reach 350`" in md
+    assert "| never |" in cmp.markdown("hopper", sources, [20_000], reach=5000)
 
 
 def test_mean_curve_and_plot(results, tmp_path):
