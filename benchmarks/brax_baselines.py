@@ -37,9 +37,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 HASH_FILE = "requirements.sha256"  # inside the venv
 
 
-def load_runner():
-    """benchmarks/anchors/brax_runner.py as a module: its settings logic imports no Brax."""
-    spec = importlib.util.spec_from_file_location("brax_runner", ANCHORS / "brax_runner.py")
+def load_runner(path: Path = RUNNER):
+    """A runner of benchmarks/anchors/ (default brax_runner.py) as a module: runners import their
+    venv's packages only where they run, so their helpers load here too."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

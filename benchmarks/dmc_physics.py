@@ -77,19 +77,7 @@ def _playground_options(task: str) -> dict:
     from agents import dmc
 
     core = dmc.load(f"dmc:{task}")._env
-    m = core.mj_model
-    return {
-        "timestep": float(m.opt.timestep),
-        "control_timestep": float(core.dt),
-        "substeps": int(core.n_substeps),
-        "iterations": int(m.opt.iterations),
-        "ls_iterations": int(m.opt.ls_iterations),
-        "solver": int(m.opt.solver),
-        "cone": int(m.opt.cone),
-        "nq": int(m.nq),
-        "nv": int(m.nv),
-        "nu": int(m.nu),
-    }
+    return bb.load_runner(RUNNER).physics_options(core.mj_model, core.dt)
 
 
 def first_apart(a: np.ndarray, b: np.ndarray, tol: float = TOLERANCE) -> int:

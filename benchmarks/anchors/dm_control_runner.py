@@ -17,12 +17,13 @@ import sys
 import numpy as np
 
 
-def physics_options(env) -> dict:
-    m = env.physics.model
+def physics_options(m, control_timestep: float) -> dict:
+    """The solver settings of a MuJoCo model `m` (an `MjModel` or dm_control's wrapper of one);
+    dmc_physics.py reads Playground's side with this too."""
     return {
         "timestep": float(m.opt.timestep),
-        "control_timestep": float(env.control_timestep()),
-        "substeps": round(env.control_timestep() / m.opt.timestep),
+        "control_timestep": float(control_timestep),
+        "substeps": round(control_timestep / m.opt.timestep),
         "iterations": int(m.opt.iterations),
         "ls_iterations": int(m.opt.ls_iterations),
         "solver": int(m.opt.solver),
@@ -70,7 +71,7 @@ def main(path_in: str, path_out: str) -> None:
             "same_start": same,
             "same_start_qpos": same_qpos,
             "own_reset": own,
-            "options": physics_options(env),
+            "options": physics_options(env.physics.model, env.control_timestep()),
         }
         print(f"[dm_control_runner] {task}: {actions.shape[0]} episodes", flush=True)
     with open(path_out, "w") as f:
