@@ -17,12 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents.dreamer import make_dreamer, make_imagination
+from agents.config import TrainConfig, make_agent
+from agents.dreamer import DreamerConfig, make_dreamer, make_imagination
 from agents.envs import make_env
 from agents.hostmem import host_allocator
-from agents.tdmpc2 import make_tdmpc2
-from agents.train import TrainConfig
-from agents.types import Context, EnvSpec, Transition
+from agents.types import Agent, Context, EnvSpec, Transition
 from worldmodels.rssm import RSSMState
 
 
@@ -136,30 +135,37 @@ def _batch(spec: EnvSpec, horizon: int, batch_size: int) -> Transition:
     )
 
 
-def bench_agent(agent_cfg, spec: EnvSpec, *, num_envs=(1, 64), repeats=10, peak=None) -> dict:
-    """Plan latency (per env batch size) and update latency of a TD-MPC2 config."""
+def bench_agent(
+    agent: Agent, spec: EnvSpec, *, num_envs=(1, 64), repeats: int = 10, peak=None
+) -> dict:
+    """Acting latency per env batch size and update latency of any `Agent`.
+
+    Rows: `act_{n}env`: one `act` (exploring, as in training: for TD-MPC2 the whole MPPI plan)
+    for `n` envs, per `num_envs`; `update_{B}x{T}`: one `update` on a `[T, B]` batch of random
+    transitions, `T, B = agent.data.seq_len, agent.data.batch_size`.
+    """
     peak = peak or matmul_peak()
     rows = {}
+    state = agent.init(jax.random.key(0))
+    act = jax.jit(lambda s, c, o, f, k: agent.act(s, c, o, f, k))
     for n in num_envs:
-        agent = make_tdmpc2(agent_cfg, spec)
-        state = agent.init(jax.random.key(0), spec)
         carry = agent.initial_carry(state, n)
-        obs = jax.random.normal(jax.random.key(1), (n, spec.obs_size))
-        args = (state, carry, obs, jnp.zeros(n, bool), jax.random.key(2), False)
-        act = jax.jit(agent.act, static_argnums=5)
-        flops, xla, compile_s, compiled = compiled_flops(act, *args, static=1)
-        seconds = time_call(compiled, *args[:-1], repeats=repeats)
-        rows[f"plan_{n}env"] = _row(seconds, flops, xla, compile_s, peak)
-    batch = _batch(spec, agent_cfg.planner.horizon, agent_cfg.batch_size)
-    update = jax.jit(agent.update)
-    flops, xla, compile_s, compiled = compiled_flops(update, state, batch, jax.random.key(3))
-    seconds = time_call(compiled, state, batch, jax.random.key(3), repeats=repeats)
-    rows[f"update_b{agent_cfg.batch_size}"] = _row(seconds, flops, xla, compile_s, peak)
+        obs = _observations(spec, (n,), jax.random.key(1))
+        args = (state, carry, obs, jnp.zeros(n, bool), jax.random.key(2))
+        flops, xla, compile_s, compiled = compiled_flops(act, *args)
+        seconds = time_call(compiled, *args, repeats=repeats)
+        rows[f"act_{n}env"] = _row(seconds, flops, xla, compile_s, peak)
+    t, b = agent.data.seq_len, agent.data.batch_size
+    data = _sequence_batch(agent, state, spec, t, b)
+    args = (state, data, jax.random.key(3))
+    flops, xla, compile_s, compiled = compiled_flops(jax.jit(agent.update), *args)
+    seconds = time_call(compiled, *args, repeats=repeats)
+    rows[f"update_{b}x{t}"] = _row(seconds, flops, xla, compile_s, peak)
     return rows
 
 
 def bench_dreamer(
-    agent_cfg,
+    agent_cfg: DreamerConfig,
     spec: EnvSpec,
     *,
     starts: int = 1024,
@@ -169,27 +175,24 @@ def bench_dreamer(
     repeats: int = 10,
     peak=None,
 ) -> dict:
-    """Imagination throughput and update latency of a Dreamer config (plus acting latency).
+    """Dreamer's imagination throughput, with `bench_agent`'s rows (`benchmarks/throughput.py`).
 
-    Rows: `imagine_{starts}x{horizon}`: the update's imagination alone (actor and RSSM prior,
-    reward and continue heads, `horizon` steps in one `lax.scan`, forward only) from `starts`
-    random latents, with `imagined_steps_per_s`; `update_{B}x{T}`: one full `update` (world model,
-    actor, critic) on a `[T, B]` batch of random transitions; `act_{n}env` per `num_envs`.
-    `agent_cfg.horizon` is replaced by `horizon` for the imagination row only.
+    Rows: `act_{n}env` per `num_envs`; `imagine_{starts}x{horizon}`: the update's imagination
+    alone (actor and RSSM prior, reward and continue heads, `horizon` steps in one `lax.scan`,
+    forward only) from `starts` random latents, with `imagined_steps_per_s`; `update_{B}x{T}`:
+    one full `update` (world model, actor, critic) on a `[T, B]` batch of random transitions.
+    `agent_cfg.horizon` is replaced by `horizon` for the imagination row only, and the update's
+    batch by `batch`.
     """
     peak = peak or matmul_peak()
-    rows, m = {}, agent_cfg.model
+    b, t = batch
+    agent_cfg = dataclasses.replace(agent_cfg, batch_size=b, batch_length=t)
     agent = make_dreamer(agent_cfg, spec)
-    state = agent.init(jax.random.key(0), spec)
-    for n in num_envs:
-        carry = agent.initial_carry(state, n)
-        obs = _observations(spec, (n,), jax.random.key(1))
-        args = (state, carry, obs, jnp.zeros(n, bool), jax.random.key(2), False)
-        act = jax.jit(agent.act, static_argnums=5)
-        flops, xla, compile_s, compiled = compiled_flops(act, *args, static=1)
-        seconds = time_call(compiled, *args[:-1], repeats=repeats)
-        rows[f"act_{n}env"] = _row(seconds, flops, xla, compile_s, peak)
+    rows = bench_agent(agent, spec, num_envs=num_envs, repeats=repeats, peak=peak)
+    update_row = rows.pop(f"update_{b}x{t}")
 
+    m = agent_cfg.model
+    state = agent.init(jax.random.key(0))
     k = jax.random.split(jax.random.key(4), 2)
     start = RSSMState(
         deter=jnp.tanh(jax.random.normal(k[0], (starts, m.deter))),
@@ -203,14 +206,7 @@ def bench_dreamer(
     row["imagined_steps_per_s"] = round(starts * horizon / seconds, 1)
     row["mflop_per_step"] = round(flops / (starts * horizon) / 1e6, 3)
     rows[f"imagine_{starts}x{horizon}"] = row
-
-    b, t = batch
-    data = _sequence_batch(agent, state, spec, t, b)
-    update = jax.jit(agent.update)
-    args = (state, data, jax.random.key(3))
-    flops, xla, compile_s, compiled = compiled_flops(update, *args)
-    seconds = time_call(compiled, *args, repeats=repeats)
-    rows[f"update_{b}x{t}"] = _row(seconds, flops, xla, compile_s, peak)
+    rows[f"update_{b}x{t}"] = update_row
     return rows
 
 
@@ -290,11 +286,8 @@ def bench_train(cfg: TrainConfig, repeats: int = 3) -> dict:
 
 
 def bench_config(cfg: TrainConfig, repeats: int = 10) -> dict:
-    """What `wm bench` prints: agent latencies, env and train throughput for one TrainConfig.
-
-    The agent is `cfg.agent`'s: TD-MPC2 plan and update latency (`bench_agent`), or Dreamer acting
-    latency, imagination from `batch_size * batch_length` starts and update (`bench_dreamer`).
-    """
+    """What `wm bench` prints: the agent's act and update latency (`bench_agent`) for 1 and
+    `cfg.num_envs` envs, env and train throughput, for one TrainConfig."""
     peak = matmul_peak()
     _, spec = make_env(
         cfg.env,
@@ -304,24 +297,10 @@ def bench_config(cfg: TrainConfig, repeats: int = 10) -> dict:
         image_size=cfg.image_size,
     )
     out = {"machine": machine_info(), "matmul_peak_gflops": round(peak, 1), "env": cfg.env}
-    out["agent"], out["obs"] = cfg.agent, cfg.obs
+    out["agent"], out["obs"] = cfg.agent.name, cfg.obs
     envs = tuple(dict.fromkeys((1, cfg.num_envs)))  # one row per batch size
-    if cfg.agent == "dreamer":
-        d = cfg.dreamer
-        out.update(
-            bench_dreamer(
-                d,
-                spec,
-                starts=d.batch_size * d.batch_length,
-                horizon=d.horizon,
-                batch=(d.batch_size, d.batch_length),
-                num_envs=envs,
-                repeats=repeats,
-                peak=peak,
-            )
-        )
-    else:
-        out.update(bench_agent(cfg.tdmpc2, spec, num_envs=envs, repeats=repeats, peak=peak))
+    agent = make_agent(cfg.agent, spec)
+    out.update(bench_agent(agent, spec, num_envs=envs, repeats=repeats, peak=peak))
     out["env_steps_per_s"] = round(bench_env(cfg.env, cfg.num_envs), 1)
     out.update(bench_train(cfg))
     return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in out.items()}

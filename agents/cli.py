@@ -2,11 +2,16 @@
 
 wm train                                   # TD-MPC2 on inverted_pendulum, CPU-sized defaults
 wm train --env hopper --steps 200000 --out runs/hopper --num-envs 8 --seed 1
-wm train --tdmpc2.model.latent-dim 128 --tdmpc2.planner.num-samples 256
+wm train tdmpc2 --model.latent-dim 128 --planner.num-samples 256   # the agent's own flags
+wm train dreamer --env inverted_pendulum   # another agent: a subcommand, with its flags only
 wm train --resume runs/hopper              # continue from the last checkpoint
 wm eval runs/hopper                        # evaluate the trained agent alone
-wm bench                                   # plan/update latency and env steps/s of a config
-wm bench --agent dreamer                   # Dreamer: act, imagination and update speed
+wm bench                                   # act/update latency and env steps/s of a config
+wm bench dreamer                           # the same for Dreamer
+
+The agent is a subcommand of `train` and `bench` (default: tdmpc2), made from the agent config
+types (`agents.config.AgentConfig`); each starts from its `cpu()` preset. Run-level flags may come
+before or after it.
 """
 
 from __future__ import annotations
@@ -19,12 +24,25 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Union
 
 import tyro
 
+from agents.config import AGENT_CONFIGS, TrainConfig
 from agents.hostmem import tune_host_allocator
-from agents.train import TrainConfig
+
+
+def _summary(cls) -> str:
+    return (cls.__doc__ or cls.__name__).strip().splitlines()[0]
+
+
+# One subcommand per agent, named by its label, starting from its CPU preset.
+AgentChoice = Union[  # noqa: UP007 (a Union built from a tuple)
+    tuple(
+        Annotated[c, tyro.conf.subcommand(c.name, default=c.cpu(), description=_summary(c))]
+        for c in AGENT_CONFIGS
+    )
+]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -32,13 +50,16 @@ class Train(TrainConfig):
     """Train an agent in a Brax environment; writes a run directory.
 
     Attributes:
-      out: run directory (default runs/<env>-<agent>-seed<seed>); never overwritten silently.
+      agent: the agent and its settings (a subcommand; default tdmpc2).
+      out: run directory (default runs/<env>-<agent>-seed<seed>, or -seeds<first>-<last>);
+        never overwritten silently.
       resume: continue the run in this directory from its last checkpoint (its saved config is
         used; only --steps, --eval-every and --checkpoint-every may change).
       overwrite: replace an existing run directory.
       progress: show a progress bar.
     """
 
+    agent: AgentChoice = dataclasses.field(default_factory=AGENT_CONFIGS[0].cpu)
     out: str | None = None
     resume: str | None = None
     overwrite: bool = False
@@ -62,13 +83,15 @@ class Eval:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Bench(TrainConfig):
-    """Measure the agent's speed (plan or act, imagination, update), env steps/s, train chunks.
+    """Measure the agent's speed (act, update), env steps/s and train chunks of a config.
 
     Attributes:
+      agent: the agent and its settings (a subcommand; default tdmpc2).
       repeats: timed calls per measurement (median reported).
       json_out: also write the results to this JSON file.
     """
 
+    agent: AgentChoice = dataclasses.field(default_factory=AGENT_CONFIGS[0].cpu)
     repeats: int = 10
     json_out: str | None = None
 
@@ -85,12 +108,21 @@ def _resume_dir(argv: list[str]) -> str | None:
     return None
 
 
-def _from_saved(saved: dict) -> dict:
-    """TrainConfig kwargs from a saved config dict (nested configs rebuilt)."""
-    from agents.run import config_from_dict
-
-    cfg = config_from_dict(TrainConfig, saved)
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)}
+def _check_old_flags(argv: list[str]) -> None:
+    """Names the new form of flags that earlier releases took (`--agent NAME`, `--tdmpc2.*`)."""
+    labels = [c.name for c in AGENT_CONFIGS]
+    for arg in argv[1:]:
+        if arg == "--agent" or arg.startswith("--agent="):
+            raise ValueError(
+                f"{arg}: the agent is a subcommand now: `wm {argv[0]} <agent> [flags]` with "
+                f"<agent> one of {', '.join(labels)} (e.g. `wm {argv[0]} dreamer --horizon 10`)"
+            )
+        prefix = arg[2:].split(".", 1)[0]
+        if arg.startswith("--") and "." in arg and prefix in labels:
+            raise ValueError(
+                f"{arg}: agent flags have no prefix now and follow the agent's subcommand: "
+                f"`wm {argv[0]} {prefix} --{arg[2:].split('.', 1)[1]} ...`"
+            )
 
 
 def _train(cmd: Train) -> None:
@@ -108,7 +140,11 @@ def _train(cmd: Train) -> None:
             raise ValueError("--overwrite and --resume exclude each other")
         out = Path(cmd.resume)
     else:
-        out = Path(cmd.out or f"runs/{cfg.env.replace(':', '-')}-{cfg.agent}-seed{cfg.seed}")
+        env = cfg.env.replace(":", "-")
+        seeds = f"seed{cfg.seed}"
+        if cfg.num_seeds > 1:
+            seeds = f"seeds{cfg.seed}-{cfg.seed + cfg.num_seeds - 1}"
+        out = Path(cmd.out or f"runs/{env}-{cfg.agent.name}-{seeds}")
     print(f"run directory: {out}", file=sys.stderr)
     last = run_training(
         cfg, out, resume=bool(cmd.resume), overwrite=cmd.overwrite, progress=cmd.progress
@@ -161,11 +197,14 @@ def parse(argv: list[str]) -> Train | Eval | Bench:
     if resume is not None:  # flags not given keep the saved run's values, not the CLI defaults
         from agents.run import load_config
 
-        saved = dataclasses.asdict(load_config(resume))
-        default = Train(**{**_from_saved(saved), "resume": resume})
+        saved = load_config(resume)
+        fields = {f.name: getattr(saved, f.name) for f in dataclasses.fields(TrainConfig)}
+        default = Train(**fields, resume=resume)
     # One subcommand parsed alone: tyro's subcommand wrapper would name nested fields in its
     # errors with an internal prefix (`__tyro-dummy-inner__.tdmpc2`).
-    return tyro.cli(COMMANDS[name], args=rest, default=default, prog=f"wm {name}")
+    _check_old_flags(argv)
+    config = (tyro.conf.OmitSubcommandPrefixes, tyro.conf.CascadeSubcommandArgs)
+    return tyro.cli(COMMANDS[name], args=rest, default=default, prog=f"wm {name}", config=config)
 
 
 # Exit codes: 2 for a bad command line, config or directory (nothing was run), 1 for a failure

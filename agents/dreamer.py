@@ -35,10 +35,10 @@ Example:
   >>> spec = EnvSpec(name="toy", obs_size=4, action_size=1, num_envs=2, episode_length=100,
   ...                action_repeat=1)
   >>> agent = make_dreamer(DreamerConfig.tiny(), spec)
-  >>> state = agent.init(jax.random.key(0), spec)
+  >>> state = agent.init(jax.random.key(0))
   >>> carry = agent.initial_carry(state, 2)
   >>> carry, action, _ = agent.act(state, carry, jnp.zeros((2, 4)), jnp.ones(2, bool),
-  ...                              jax.random.key(1), False)
+  ...                              jax.random.key(1))
   >>> action.shape
   (2, 1)
 """
@@ -47,17 +47,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from agents.types import Agent, EnvSpec
+from agents.types import Agent, DataSpec, EnvSpec, UpdateOutput
 from worldmodels import dists
 from worldmodels.checks import Range, check_config, check_order
-from worldmodels.nets import norm_mlp
+from worldmodels.nets import check_image_shape, norm_mlp
 from worldmodels.rssm import RSSMState, make_rssm
 from worldmodels.rssm_config import RSSMConfig
 
@@ -84,7 +84,10 @@ class DreamerConfig:
       retnorm_limit: the return scale is `max(retnorm_limit, P_high - P_low)`.
       model_lr, actor_lr, critic_lr: Adam learning rates.
       model_grad_clip, ac_grad_clip: global-norm clip of model and actor/critic gradients.
-      batch_size, batch_length: replay sequences per update and their length.
+      batch_size, batch_length: replay sequences per update and their length (they may span
+        episodes: the RSSM resets its latent after every `done`).
+      updates_per_step: updates after each vectorised env step (one: an update trains three
+        networks on `batch_size x batch_length` sequences and imagines from every step of them).
       replay_context: start training sequences from the latent stored in replay (refreshed by
         training) rather than from the initial state; see the module docstring.
 
@@ -93,6 +96,8 @@ class DreamerConfig:
     `retnorm_rate` in (0, 1]; `lam` in [0, 1]; `discount_horizon` >= 1; and
     `0 <= retnorm_low < retnorm_high <= 100`.
     """
+
+    name: ClassVar[str] = "dreamer"
 
     model: RSSMConfig = dataclasses.field(default_factory=RSSMConfig.size1m)
     horizon: int = 15
@@ -117,10 +122,12 @@ class DreamerConfig:
     ac_grad_clip: float = 100.0
     batch_size: int = 16
     batch_length: int = 64
+    updates_per_step: int = 1
     replay_context: bool = True
 
     def __post_init__(self):
         sizes = {"horizon": 1, "units": 1, "layers": 0, "batch_size": 1, "batch_length": 1}
+        sizes["updates_per_step"] = 0
         positive = ("model_lr", "actor_lr", "critic_lr", "model_grad_clip", "ac_grad_clip")
         check_config(
             self,
@@ -143,19 +150,9 @@ class DreamerConfig:
     def discount(self) -> float:
         return 1.0 - 1.0 / self.discount_horizon
 
-    @property
-    def sequence_length(self) -> int:
-        """Replay sequence length the update trains on: `batch_length`."""
-        return self.batch_length
-
-    @property
-    def sequences_cross_episodes(self) -> bool:
-        """The RSSM resets its latent after every `done`, so sequences may span episodes."""
-        return True
-
     @classmethod
     def cpu(cls) -> DreamerConfig:
-        """The `wm train --agent dreamer` default, for a 2-core CPU (use `--updates-per-step 1`).
+        """The `wm train dreamer` default, for a 2-core CPU.
 
         Changed (DreamerV3 in brackets) and why:
           * RSSM deter 256 [512] with 16 groups [32], batch length 32 [64], model lr 1e-4 [4e-5]:
@@ -334,7 +331,16 @@ def make_imagination(cfg: DreamerConfig, spec: EnvSpec):
 
 
 def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
-    """Build the Dreamer agent for an environment spec (see the module docstring)."""
+    """Build the Dreamer agent for an environment spec (see the module docstring).
+
+    Raises:
+      ValueError: image observations the CNN encoder cannot take (`cfg.model.minres`).
+    """
+    if spec.image_shape is not None:
+        try:
+            check_image_shape(spec.image_shape, cfg.model.minres)
+        except ValueError as e:
+            raise ValueError(f"Dreamer cannot take these frames (--image-size): {e}") from None
     model, m = make_rssm(cfg.model), cfg.model
     a_size, bins = spec.action_size, dict(num_bins=m.num_bins, vmin=m.vmin, vmax=m.vmax)
     hidden = (cfg.units,) * cfg.layers
@@ -347,10 +353,10 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
     actor_tx = chain(cfg.ac_grad_clip, cfg.actor_lr)
     critic_tx = chain(cfg.ac_grad_clip, cfg.critic_lr)
 
-    def init(key, env_spec: EnvSpec = spec) -> DreamerState:
+    def init(key) -> DreamerState:
         k_model, k_actor, k_critic = jax.random.split(key, 3)
         params = {
-            "model": model.init(k_model, _obs_arg(env_spec), env_spec.action_size),
+            "model": model.init(k_model, _obs_arg(spec), spec.action_size),
             "actor": actor_net.init(k_actor),
             "critic": critic_net.init(k_critic),
         }
@@ -371,7 +377,7 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         latent = model.initial(state.params["model"], num_envs)
         return DreamerCarry(latent=latent, action=jnp.zeros((num_envs, a_size)))
 
-    def act(state: DreamerState, carry: DreamerCarry, obs, is_first, key, eval: bool = False):
+    def act(state: DreamerState, carry: DreamerCarry, obs, is_first, key, *, eval: bool = False):
         """`obs [N, O]`, `is_first [N]` -> `(carry, action [N, A] in [-1, 1], info)`."""
         k_obs, k_act = jax.random.split(key)
         params = state.params
@@ -496,7 +502,7 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
 
     behaviour = behaviour_dynamics if cfg.actor_grad == "dynamics" else behaviour_reinforce
 
-    def update(state: DreamerState, batch, key):
+    def update(state: DreamerState, batch, key) -> UpdateOutput:
         """One Dreamer update on a `[T, B]` batch of sequences (`Transition`)."""
         k_model, k_imag = jax.random.split(key)
         p = state.params
@@ -530,15 +536,21 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
             retnorm=retnorm,
             updates=state.updates + 1,
         )
-        if cfg.replay_context:  # the posteriors of each step's next_obs, for agents.replay
-            return new_state, metrics, sg(post)
-        return new_state, metrics
+        # The posteriors of each step's next_obs, for agents.replay.
+        return UpdateOutput(new_state, metrics, sg(post) if cfg.replay_context else None)
 
     def context(carry: DreamerCarry) -> RSSMState:
         """What replay stores with a step: the posterior latent of its `obs` (`[N, ...]`)."""
         return carry.latent
 
+    data = DataSpec(
+        seq_len=cfg.batch_length,
+        batch_size=cfg.batch_size,
+        cross_episodes=True,
+        updates_per_step=cfg.updates_per_step,
+    )
     return Agent(
+        data=data,
         init=init,
         initial_carry=initial_carry,
         act=act,

@@ -12,6 +12,38 @@ import numpy as np
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
+# Per-seed values kept in a row of a several-seed run (beside their mean under the plain name).
+PER_SEED = ("eval/return", "train/return")
+
+
+def reduce_seeds(metrics: dict, num_seeds: int) -> dict:
+    """One row's metrics from `[S]` per-seed values (`num_seeds = S > 1`; else unchanged).
+
+    Every metric becomes its mean over the seeds (NaN seeds skipped); `eval/return` and
+    `train/return` also keep the per-seed values (`<name>_seeds`, a list) and their spread
+    (`<name>_std`, `<name>_min`, `<name>_max`). Counts (`updates`, `nonfinite_updates`,
+    `train/episodes`) are summed over the seeds.
+    """
+    if num_seeds == 1:
+        return metrics
+    counts = ("updates", "nonfinite_updates", "train/episodes")
+    out = {}
+    for k, v in metrics.items():
+        v = np.asarray(v, dtype=np.float64 if k not in counts else None)
+        out[k] = (
+            int(v.sum())
+            if k in counts
+            else float(np.nanmean(v))
+            if np.isfinite(v).any()
+            else float("nan")
+        )
+        if k in PER_SEED:
+            out[f"{k}_seeds"] = [float(x) for x in v]
+            out[f"{k}_std"], out[f"{k}_min"], out[f"{k}_max"] = (
+                float(f(v)) for f in (np.nanstd, np.nanmin, np.nanmax)
+            )
+    return out
+
 
 class MetricsLog:
     """Appends one JSON object a line; rewrites the CSV and plot from it on demand.
@@ -46,7 +78,9 @@ class MetricsLog:
     def write(self, env_steps: int, wall_s: float, metrics: dict) -> dict:
         """Appends one row; a non-finite metric is written as JSON's NaN/Infinity, never hidden."""
         row = {"env_steps": int(env_steps), "wall_s": round(float(wall_s), 3)}
-        row.update({k: np.asarray(v).item() for k, v in metrics.items()})  # ints stay ints
+        row.update(
+            {k: v if isinstance(v, list) else np.asarray(v).item() for k, v in metrics.items()}
+        )
         with self.jsonl.open("a") as f:
             f.write(json.dumps(row) + "\n")
         return row
@@ -65,15 +99,23 @@ class MetricsLog:
 
 
 def plot_curve(rows: list[dict], path: Path, title: str = "") -> None:
-    """Eval return (and train return, if logged) against env steps."""
+    """Eval return (and train return, if logged) against env steps; for a several-seed run the
+    mean over seeds with a band from the lowest to the highest seed, and each seed faintly."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for key, style in (("eval/return", "o-"), ("train/return", "-")):
-        pts = [(r["env_steps"], r[key]) for r in rows if r.get(key) is not None]
+        pts = [r for r in rows if r.get(key) is not None]
         if key == "train/return":
-            pts = [(s, v) for (s, v), r in zip(pts, rows, strict=False) if v]
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, style, label=key, alpha=1.0 if key.startswith("eval") else 0.4)
+            pts = [r for r in pts if r[key]]
+        if not pts:
+            continue
+        xs = [r["env_steps"] for r in pts]
+        line = ax.plot(xs, [r[key] for r in pts], style, label=key,
+                       alpha=1.0 if key.startswith("eval") else 0.4)[0]  # fmt: skip
+        if key.startswith("eval") and all(f"{key}_seeds" in r for r in pts):
+            lo, hi = ([r[f"{key}_{b}"] for r in pts] for b in ("min", "max"))
+            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, label="seeds' range")
+            for per_seed in zip(*(r[f"{key}_seeds"] for r in pts), strict=True):
+                ax.plot(xs, per_seed, "-", color=line.get_color(), alpha=0.25, lw=0.8)
     ax.set_xlabel("env steps")
     ax.set_ylabel("return")
     ax.set_title(title)

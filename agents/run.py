@@ -28,12 +28,13 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 from tqdm import tqdm
 
 from agents.checkpoint import Checkpointer
-from agents.dreamer import make_dreamer
+from agents.config import TrainConfig, make_agent
 from agents.envs import make_env
-from agents.metrics import MetricsLog
+from agents.metrics import MetricsLog, reduce_seeds
 from agents.rundir import (
     RESUMABLE_FIELDS,
     check_out,
@@ -43,8 +44,7 @@ from agents.rundir import (
     load_config,
     resume_config,
 )
-from agents.tdmpc2 import make_tdmpc2
-from agents.train import TrainConfig, make_train
+from agents.train import eval_keys, make_train, seed_keys
 
 __all__ = [
     "RESUMABLE_FIELDS",
@@ -87,12 +87,7 @@ def build(cfg: TrainConfig):
         kw.update(obs="pixels", image_size=cfg.image_size)
     env, spec = make_env(cfg.env, num_envs=cfg.num_envs, **kw)
     eval_env, _ = make_env(cfg.env, num_envs=cfg.eval_episodes, **kw)
-    if cfg.agent == "tdmpc2":
-        agent = make_tdmpc2(cfg.tdmpc2, spec)
-    elif cfg.agent == "dreamer":
-        agent = make_dreamer(cfg.dreamer, spec)
-    else:
-        raise ValueError(f"TrainConfig.agent: unknown agent {cfg.agent!r}")
+    agent = make_agent(cfg.agent, spec)
     return spec, agent, make_train(cfg, env, spec, agent, eval_env)
 
 
@@ -168,7 +163,8 @@ class _Loop:
 
     @property
     def env_steps(self) -> int:
-        return int(self.state.agent_steps) * self.cfg.env_steps_per_agent_step
+        steps = np.ravel(jax.device_get(self.state.agent_steps))[0]  # equal across seeds
+        return int(steps) * self.cfg.env_steps_per_agent_step
 
     def run(self) -> dict:
         try:
@@ -188,7 +184,7 @@ class _Loop:
 
     def _start(self) -> None:
         cfg = self.cfg
-        self.state, wall0 = self.trainer.init(jax.random.key(cfg.seed)), 0.0
+        self.state, wall0 = self.trainer.init(seed_keys(cfg)), 0.0
         if self.ckpt.latest_step() is not None:
             self.state, meta = self.ckpt.restore(self.state)
             wall0 = meta["wall_s"]
@@ -215,7 +211,8 @@ class _Loop:
         cfg = self.cfg
         if self.env_steps == 0 and cfg.seed_steps > 0:
             self.state, m = self.trainer.seed_chunk(self.state)
-            self.last = self.metrics.write(self.env_steps, time.time() - self.t0, jax.device_get(m))
+            m = reduce_seeds(jax.device_get(m), cfg.num_seeds)
+            self.last = self.metrics.write(self.env_steps, time.time() - self.t0, m)
             self.bar.update(self.env_steps)
         while self.env_steps < cfg.steps and stop.signum is None:
             before = self.env_steps
@@ -234,24 +231,29 @@ class _Loop:
         self.state, m = self.trainer.train_chunk(self.state)
         m, now = jax.device_get(m), self.env_steps
         if now // cfg.eval_every > before // cfg.eval_every or now >= cfg.steps:
-            key = jax.random.fold_in(jax.random.key(cfg.seed + 1), now)
-            m.update(jax.device_get(self.trainer.evaluate(self.state.agent, key)))
+            m.update(jax.device_get(self.trainer.evaluate(self.state.agent, eval_keys(cfg, now))))
+        per_seed, m = m, reduce_seeds(m, cfg.num_seeds)
         self.last = self.metrics.write(now, time.time() - self.t0, m)
         self.last_eval = self.last.get("eval/return", self.last_eval)
         self.bar.update(min(now, cfg.steps) - min(before, cfg.steps))
         sps = (now - before) / max(time.time() - t_chunk, 1e-9)  # this chunk, eval included
         shown = "-" if self.last_eval is None else f"{self.last_eval:.0f}"
         self.bar.set_postfix(sps=f"{sps:.0f}", eval=shown, refresh=False)
-        self._check_updates(m, now)
+        self._check_updates(per_seed, now)  # after its row is written: the log shows the chunk
 
     def _check_updates(self, m: dict, now: int) -> None:
-        total, bad = int(m.get("updates", 0)), int(m.get("nonfinite_updates", 0))
-        if total and bad == total:
+        """Stops the run if, for some seed, every update of the chunk was non-finite."""
+        totals, bads = (np.ravel(m.get(k, 0)) for k in ("updates", "nonfinite_updates"))
+        hopeless = [i for i, (t, b) in enumerate(zip(totals, bads, strict=True)) if t and b == t]
+        if hopeless:
+            which = "" if self.cfg.num_seeds == 1 else f" of seed {self.cfg.seed + hopeless[0]}"
+            total, bad = int(totals[hopeless[0]]), int(bads[hopeless[0]])
             raise RunError(
-                f"every update of the chunk ending at env step {now} ({bad} of {total}) had a "
-                f"non-finite loss or result and was skipped; stopped without saving it "
+                f"every update{which} of the chunk ending at env step {now} ({bad} of {total}) "
+                f"had a non-finite loss or result and was skipped; stopped without saving it "
                 f"({self._last_checkpoint()})"
             )
+        total, bad = int(totals.sum()), int(bads.sum())
         if bad:
             self.log(f"\nenv step {now}: {bad} of {total} updates were non-finite and skipped")
 
@@ -279,7 +281,7 @@ class _Loop:
         as one line each (notes to the first error, which stays the one the user sees)."""
         if hasattr(self, "bar"):
             self.bar.close()
-        title, notes = f"{self.cfg.agent} on {self.cfg.env}", []
+        title, notes = f"{self.cfg.agent.name} on {self.cfg.env}", []
         for what, close in (
             ("closing the checkpoints", self.ckpt.close),
             ("writing metrics.csv and curve.png", lambda: self.metrics.export(title=title)),
@@ -329,11 +331,12 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int 
     try:
         if ckpt.latest_step() is None:
             raise FileNotFoundError(f"{run_dir} has no checkpoint to evaluate")
-        state, meta = ckpt.restore(jax.eval_shape(trainer.init, jax.random.key(cfg.seed)))
+        state, meta = ckpt.restore(jax.eval_shape(trainer.init, seed_keys(cfg)))
     finally:
         ckpt.close()
-    result = jax.device_get(trainer.evaluate(state.agent, jax.random.key(seed)))
-    result = {k: float(v) for k, v in result.items()}
+    keys = seed_keys(dataclasses.replace(cfg, seed=seed))  # one evaluation key per seed
+    result = reduce_seeds(jax.device_get(trainer.evaluate(state.agent, keys)), cfg.num_seeds)
+    result = {k: v if isinstance(v, list) else float(v) for k, v in result.items()}
     result.update(env_steps=meta["env_steps"], episodes=cfg.eval_episodes)
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

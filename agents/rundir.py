@@ -19,7 +19,7 @@ import typing
 from pathlib import Path
 
 from agents.checkpoint import diff_configs
-from agents.train import TrainConfig
+from agents.config import AGENT_CONFIGS, TrainConfig, agent_config_class
 
 # Config fields that may change between a run and its resume.
 RESUMABLE_FIELDS = ("steps", "eval_every", "checkpoint_every")
@@ -31,7 +31,33 @@ class RunDirError(ValueError):
 
 
 def config_to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
+    """A config as JSON-able nested dicts; an agent config is tagged with its agent's name
+    (`{"agent": {"dreamer": {...}}}`), so that `config_from_dict` knows which one it was."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, AGENT_CONFIGS):
+            out[f.name] = {value.name: dataclasses.asdict(value)}
+        elif dataclasses.is_dataclass(value):
+            out[f.name] = config_to_dict(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def _agent_from_dict(data, where: str):
+    """The agent config of a `{"<agent name>": {...}}` object (see `config_to_dict`)."""
+    if isinstance(data, str):  # written before agents were chosen by config type (<= e561fee)
+        raise ValueError(
+            f"{where} is the name {data!r}: this run was written by an earlier release of "
+            "worldmodels, which saved every agent's config beside the agent's name; this release "
+            "saves the chosen agent's config alone and cannot resume it. Start a new run, or "
+            "resume it with that release (git commit e561fee)"
+        )
+    if not isinstance(data, dict) or len(data) != 1:
+        raise ValueError(f"{where} must be a JSON object with one key, the agent's name")
+    ((name, fields),) = data.items()
+    return config_from_dict(agent_config_class(name), fields, where=f"{where}.{name}")
 
 
 def config_from_dict(cls, data: dict, *, where: str = ""):
@@ -42,11 +68,14 @@ def config_from_dict(cls, data: dict, *, where: str = ""):
 
     Raises:
       ValueError: unknown or missing fields (named with their dotted path), a section that is not
-        an object, or a value the config's own validation refuses.
+        an object, or a value the config's own validation refuses; a run directory written by an
+        earlier release, whose format this one cannot read.
     """
     name = where or cls.__name__
     if not isinstance(data, dict):
         raise ValueError(f"{name} must be a JSON object, got {type(data).__name__}")
+    if cls is TrainConfig and isinstance(data.get("agent"), str):
+        _agent_from_dict(data["agent"], "agent")
     hints = typing.get_type_hints(cls)
     fields = [f.name for f in dataclasses.fields(cls)]
     unknown, missing = sorted(set(data) - set(fields)), [f for f in fields if f not in data]
@@ -57,7 +86,9 @@ def config_from_dict(cls, data: dict, *, where: str = ""):
     kwargs = {}
     for key in fields:
         kind, value = hints[key], data[key]
-        if dataclasses.is_dataclass(kind):
+        if cls is TrainConfig and key == "agent":
+            value = _agent_from_dict(value, f"{where}{'.' if where else ''}{key}")
+        elif dataclasses.is_dataclass(kind):
             value = config_from_dict(kind, value, where=f"{where}{'.' if where else ''}{key}")
         elif isinstance(value, list):  # JSON has no tuples; config sequences are tuples
             value = tuple(value)

@@ -6,10 +6,10 @@ Example:
   >>> spec = EnvSpec(name="toy", obs_size=4, action_size=1, num_envs=2, episode_length=100,
   ...                action_repeat=1)
   >>> agent = make_tdmpc2(TDMPC2Config.tiny(), spec)
-  >>> state = agent.init(jax.random.key(0), spec)
+  >>> state = agent.init(jax.random.key(0))
   >>> carry = agent.initial_carry(state, 2)
   >>> carry, action, _ = agent.act(state, carry, jax.numpy.zeros((2, 4)),
-  ...                              jax.numpy.ones(2, bool), jax.random.key(1), False)
+  ...                              jax.numpy.ones(2, bool), jax.random.key(1))
   >>> action.shape
   (2, 1)
 """
@@ -17,14 +17,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from agents.types import Agent, EnvSpec
+from agents.types import Agent, DataSpec, EnvSpec, UpdateOutput
 from worldmodels import planning
 from worldmodels.checks import Range, check_config, check_order
 from worldmodels.tdmpc import TDMPCConfig, make_tdmpc_model, same_episode
@@ -76,6 +76,11 @@ class TDMPC2Config:
     batch 256, lr 3e-4, encoder lr x0.3, grad clip 20, tau 0.01, discount from the episode length).
     `TDMPC2Config.cpu()` is what `wm train` uses by default on a 2-core CPU; see its docstring.
 
+    Attributes (beyond the model's, the planner's and the optimiser's):
+      updates_per_step: updates after each vectorised env step.
+      discount: the TD discount; None (default): from the episode length, as below. The agent
+        sets `model.discount` from it, so `model.discount` itself must be left at its default.
+
     The discount is TD-MPC2's heuristic from the episode length (`discount_denom`,
     `discount_min`, `discount_max`; 0.99 for 500 agent steps), except on tasks that pay an alive
     bonus beside a progress reward (`EnvSpec.alive_bonus`: Brax's hopper, walker2d, ant, humanoid),
@@ -87,12 +92,17 @@ class TDMPC2Config:
 
     Every float must be finite (`worldmodels.checks`); `lr`, `enc_lr_scale` (the encoder's lr is
     `lr * enc_lr_scale`), `grad_clip_norm` and `discount_denom` must be > 0; `tau`, `discount_min`,
-    `discount_max` and `alive_discount_max` in (0, 1] with `discount_min <= discount_max`.
+    `discount_max`, `alive_discount_max` and `discount` in (0, 1] with
+    `discount_min <= discount_max`; `model.discount` is the model's default (see `discount`).
     """
+
+    name: ClassVar[str] = "tdmpc2"
 
     model: TDMPCConfig = TDMPCConfig()
     planner: PlannerConfig = PlannerConfig()
     batch_size: int = 256
+    updates_per_step: int = 4
+    discount: float | None = None
     lr: float = 3e-4
     enc_lr_scale: float = 0.3
     grad_clip_norm: float = 20.0
@@ -107,23 +117,18 @@ class TDMPC2Config:
         unit = ("tau", "discount_min", "discount_max")
         check_config(
             self,
-            {"batch_size": Range(ge=1, integer=True)}
+            {"batch_size": Range(ge=1, integer=True), "updates_per_step": Range(ge=0, integer=True)}
+            | {"discount": Range(gt=0, le=1, allow_none=True)}
             | {name: Range(gt=0) for name in positive}
             | {name: Range(gt=0, le=1) for name in unit}
             | {"alive_discount_max": Range(gt=0, le=1, allow_none=True)},
         )
         check_order(self, "discount_min", "discount_max", strict=False)
-
-    @property
-    def sequence_length(self) -> int:
-        """Replay sequence length the update trains on: the planning horizon."""
-        return self.planner.horizon
-
-    @property
-    def sequences_cross_episodes(self) -> bool:
-        """Sequences may run past an episode's end: the losses mask the steps after it
-        (`worldmodels.tdmpc.same_episode`), so a terminal step is sampled at every position."""
-        return True
+        if self.model.discount != TDMPCConfig().discount:
+            raise ValueError(
+                f"TDMPC2Config.model.discount ({self.model.discount}) is set by the agent: set "
+                "TDMPC2Config.discount instead (None: from the episode length)"
+            )
 
     @classmethod
     def cpu(cls) -> TDMPC2Config:
@@ -171,8 +176,11 @@ class TDMPC2State:
 
 
 def episode_discount(cfg: TDMPC2Config, episode_length: int, alive_bonus: bool = False) -> float:
-    """TD-MPC2's heuristic: longer episodes get a larger discount, clipped to a range; with an
-    alive bonus (and `cfg.alive_discount_max` set), `1 - 1 / episode_length` up to that max."""
+    """`cfg.discount` if set, else TD-MPC2's heuristic: longer episodes get a larger discount,
+    clipped to a range; with an alive bonus (and `cfg.alive_discount_max` set),
+    `1 - 1 / episode_length` up to that max."""
+    if cfg.discount is not None:
+        return float(cfg.discount)
     if alive_bonus and cfg.alive_discount_max is not None:
         horizon, top = episode_length, cfg.alive_discount_max
     else:
@@ -181,14 +189,19 @@ def episode_discount(cfg: TDMPC2Config, episode_length: int, alive_bonus: bool =
 
 
 def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
-    """Build the TD-MPC2 agent for an environment spec."""
-    cfg = dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(
-            cfg.model, discount=episode_discount(cfg, spec.episode_length, spec.alive_bonus)
-        ),
-    )
-    model, p = make_tdmpc_model(cfg.model), cfg.planner
+    """Build the TD-MPC2 agent for an environment spec (state vectors only).
+
+    Raises:
+      ValueError: `spec` has image observations.
+    """
+    if spec.image_shape is not None:
+        raise ValueError(
+            f"TD-MPC2 takes state vectors, not images ({spec.name} with pixel observations): "
+            "use obs='state', or an agent with an image encoder (Dreamer)"
+        )
+    discount = episode_discount(cfg, spec.episode_length, spec.alive_bonus)
+    model_cfg = dataclasses.replace(cfg.model, discount=discount)
+    model, p = make_tdmpc_model(model_cfg), cfg.planner
     model_tx = optax.chain(
         optax.clip_by_global_norm(cfg.grad_clip_norm),
         optax.multi_transform(
@@ -204,8 +217,8 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
     def split(params):
         return {k: v for k, v in params.items() if k != "pi"}, params["pi"]
 
-    def init(key, env_spec: EnvSpec = spec) -> TDMPC2State:
-        params = model.init(key, env_spec.obs_size, env_spec.action_size)
+    def init(key) -> TDMPC2State:
+        params = model.init(key, spec.obs_size, spec.action_size)
         rest, pi = split(params)
         return TDMPC2State(
             params=params,
@@ -256,10 +269,10 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             temperature=p.temperature,
             min_std=p.min_std,
             max_std=p.max_std,
-            discount=cfg.model.discount,
+            discount=discount,
         )
 
-    def act(state: TDMPC2State, carry, obs, is_first, key, eval: bool = False):
+    def act(state: TDMPC2State, carry, obs, is_first, key, *, eval: bool = False):
         """`obs [N, O]`, `is_first [N]` -> `(carry, action [N, A], info)`."""
         k_plan, k_noise = jax.random.split(key)
         z = model.encode(state.params, obs)
@@ -275,7 +288,7 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             action = jnp.clip(action + noise, -1.0, 1.0)
         return plan, action, {"plan/value": plan.value.mean()}
 
-    def update(state: TDMPC2State, batch, key):
+    def update(state: TDMPC2State, batch, key) -> UpdateOutput:
         """One TD-MPC2 update on a `[H, B]` batch of sequences (H = planner horizon)."""
         k_model, k_pi = jax.random.split(key)
         grad_fn = jax.value_and_grad(model.model_loss, has_aux=True)
@@ -310,6 +323,14 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             scale=scale,
             updates=state.updates + 1,
         )
-        return new_state, metrics
+        return UpdateOutput(new_state, metrics)
 
-    return Agent(init=init, initial_carry=initial_carry, act=act, update=update)
+    # Sequences may run past an episode's end: the losses mask the steps after it
+    # (`worldmodels.tdmpc.same_episode`), so a terminal step is sampled at every position.
+    data = DataSpec(
+        seq_len=p.horizon,
+        batch_size=cfg.batch_size,
+        cross_episodes=True,
+        updates_per_step=cfg.updates_per_step,
+    )
+    return Agent(data=data, init=init, initial_carry=initial_carry, act=act, update=update)

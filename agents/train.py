@@ -2,8 +2,9 @@
 
 One chunk of training is ONE jitted `lax.scan` over `chunk_steps` agent steps; each step plans and
 acts in all `num_envs` environments, stores the transitions in the replay buffer and runs
-`cfg.updates` agent updates on sampled sequences. Python only runs between chunks
-(`agents.run` does the progress bar, logging, evaluation and checkpoints).
+`agent.data.updates_per_step` agent updates on sampled sequences. Python only runs between
+chunks (`agents.run` does the progress bar, logging, evaluation and checkpoints). The loop knows
+agents only through the `Agent` contract (`agents.types`): what to sample comes from `agent.data`.
 
 An update whose new agent state or `loss*` metrics hold a NaN or infinity never reaches the
 parameters: the loop keeps the state from before it, leaves its replay contexts unwritten and
@@ -19,145 +20,18 @@ Example (a complete run, see `agents.run.run_training` for the logged version):
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from agents import replay
-from agents.dreamer import DreamerConfig
-from agents.envs import check_env_name, step_transition
-from agents.tdmpc2 import TDMPC2Config
+from agents.envs import step_transition
 from agents.types import Agent, Context, EnvSpec, Transition
-from worldmodels.checks import Range, check_config
 
-# Updates per vectorised env step when `TrainConfig.updates_per_step` is None.
-AGENT_UPDATES_PER_STEP = {"tdmpc2": 4, "dreamer": 1}
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """A training run. Env steps count physics steps (agent steps x num_envs x action_repeat).
-
-    Attributes:
-      env: Brax env name, or `dmc:<domain>-<task>` for a DM Control task (`agents.dmc`).
-      agent: which agent to train.
-      steps: total env steps.
-      num_envs: environments stepped together (vmapped).
-      action_repeat: physics steps per agent step.
-      episode_length: episode limit in physics steps.
-      backend: Brax physics backend (None: positional where the env has it).
-      obs: `"state"` (Brax's observation vector) or `"pixels"` (`image_size`^2 RGB frames drawn
-        on device, `agents.render`; Dreamer only).
-      image_size: frame height and width with `obs="pixels"`; the CNN encoder halves it down to
-        `dreamer.model.minres`, so it must be `minres * 2**k`.
-      seed: random seed.
-      seed_steps: env steps of uniformly random actions before learning starts.
-      updates_per_step: agent updates after each vectorised env step; None: the agent's own
-        default (`AGENT_UPDATES_PER_STEP`: 4 for TD-MPC2, 1 for Dreamer, whose update trains
-        three networks on 16 x 32 sequences and imagines from every step of them).
-      chunk_steps: agent steps per jitted chunk (Python runs between chunks).
-      replay_capacity: transitions kept (all envs together).
-      eval_every: env steps between evaluations.
-      eval_episodes: evaluation episodes, run in parallel.
-      checkpoint_every: env steps between checkpoints.
-      tdmpc2: the TD-MPC2 agent's settings.
-      dreamer: the Dreamer agent's settings.
-    """
-
-    env: str = "inverted_pendulum"
-    agent: Literal["tdmpc2", "dreamer"] = "tdmpc2"
-    steps: int = 30_000
-    num_envs: int = 4
-    action_repeat: int = 2
-    episode_length: int = 1000
-    backend: str | None = None
-    obs: Literal["state", "pixels"] = "state"
-    image_size: int = 64
-    seed: int = 0
-    seed_steps: int = 4_000
-    updates_per_step: int | None = None
-    chunk_steps: int = 250
-    replay_capacity: int = 100_000
-    eval_every: int = 5_000
-    eval_episodes: int = 4
-    checkpoint_every: int = 5_000
-    tdmpc2: TDMPC2Config = dataclasses.field(default_factory=TDMPC2Config.cpu)
-    dreamer: DreamerConfig = dataclasses.field(default_factory=DreamerConfig.cpu)
-
-    def __post_init__(self):
-        try:
-            check_env_name(self.env)
-        except ValueError as e:
-            raise ValueError(f"TrainConfig.env: {e}") from None
-        positive = (
-            "steps",
-            "num_envs",
-            "action_repeat",
-            "episode_length",
-            "chunk_steps",
-            "replay_capacity",
-            "eval_every",
-            "eval_episodes",
-            "checkpoint_every",
-        )
-        check_config(
-            self,
-            {name: Range(ge=1, integer=True) for name in positive}
-            | {"seed_steps": Range(ge=0, integer=True)}
-            | {"updates_per_step": Range(ge=0, integer=True, allow_none=True)},
-        )
-        self._check_obs()
-        seq = self.agent_config.sequence_length
-        if self.replay_capacity < self.num_envs * (seq + 1):
-            raise ValueError(
-                f"TrainConfig.replay_capacity ({self.replay_capacity}) must hold at least "
-                f"horizon+1 ({seq + 1}) steps per env ({self.num_envs} envs)"
-            )
-
-    def _check_obs(self) -> None:
-        if self.obs not in ("state", "pixels"):
-            raise ValueError(f"TrainConfig.obs must be 'state' or 'pixels', got {self.obs!r}")
-        if self.obs == "state":
-            return
-        if self.agent != "dreamer":
-            raise ValueError(
-                f"TrainConfig.obs='pixels' needs agent='dreamer' (the {self.agent} agent takes "
-                "state vectors only)"
-            )
-        from worldmodels.nets import check_image_shape
-
-        try:
-            check_image_shape((self.image_size, self.image_size, 3), self.dreamer.model.minres)
-        except ValueError as e:
-            raise ValueError(f"TrainConfig.image_size: {e}") from None
-
-    @property
-    def updates(self) -> int:
-        """Agent updates per vectorised env step: `updates_per_step` or the agent's default."""
-        if self.updates_per_step is None:
-            return AGENT_UPDATES_PER_STEP[self.agent]
-        return self.updates_per_step
-
-    @property
-    def agent_config(self):
-        """The selected agent's config (it provides `batch_size` and `sequence_length`)."""
-        return getattr(self, self.agent)
-
-    @property
-    def env_steps_per_agent_step(self) -> int:
-        return self.num_envs * self.action_repeat
-
-    @property
-    def seed_agent_steps(self) -> int:
-        return math.ceil(self.seed_steps / self.env_steps_per_agent_step)
-
-    @property
-    def env_steps_per_chunk(self) -> int:
-        return self.chunk_steps * self.env_steps_per_agent_step
+if TYPE_CHECKING:  # the loop reads the run's settings, never the agents' configs
+    from agents.config import TrainConfig
 
 
 @struct.dataclass
@@ -181,6 +55,8 @@ class Trainer(NamedTuple):
     seed_chunk: Any  # (TrainState) -> (TrainState, metrics): random actions, no updates
     train_chunk: Any  # (TrainState) -> (TrainState, metrics incl. updates, nonfinite_updates)
     evaluate: Any  # (agent_state, key) -> metrics with 'eval/return'
+    # With `cfg.num_seeds = S > 1` every argument and result has a leading seed axis `[S]`
+    # (keys from `seed_keys` / `eval_keys`).
 
 
 def _mean_metrics(stacked: dict) -> dict:
@@ -190,22 +66,23 @@ def _mean_metrics(stacked: dict) -> dict:
 def skip_nonfinite(update):
     """Wraps an `Agent.update` so that a non-finite result never replaces the state.
 
-    Returns `(state, batch, key) -> (state, metrics, extra, ok)`: `ok` (`[]` bool) says every
+    Returns `(state, batch, key) -> (state, metrics, context, ok)`: `ok` (`[]` bool) says every
     floating-point leaf of the new state and every `loss*` metric is finite; where it is not, the
-    input state comes back and the metrics are NaN (so means over updates skip them). `extra` is
-    the tuple of the update's further outputs (the refreshed replay context, if any).
+    input state comes back and the metrics are NaN (so means over updates skip them). `context`
+    is the update's `UpdateOutput.context` (the refreshed replay context, or None).
     """
 
     def guarded(state, batch, key):
         out = update(state, batch, key)
-        ok = _finite(out[0]) & _finite({k: v for k, v in out[1].items() if k.startswith("loss")})
-        metrics = jax.tree.map(lambda m: jnp.where(ok, m, jnp.nan), out[1])
+        losses = {k: v for k, v in out.metrics.items() if k.startswith("loss")}
+        ok = _finite(out.state) & _finite(losses)
+        metrics = jax.tree.map(lambda m: jnp.where(ok, m, jnp.nan), out.metrics)
         # A cond, not a select: with `jnp.where` on every leaf XLA:CPU compiled the update's own
         # ops differently (measured: `wm train` defaults, parameters after the first chunk no
         # longer bit-identical to the unguarded loop's, and a different learning curve); with
         # the cond they are identical.
-        kept = jax.lax.cond(ok, lambda: out[0], lambda: state)
-        return kept, metrics, out[2:], ok
+        kept = jax.lax.cond(ok, lambda: out.state, lambda: state)
+        return kept, metrics, out.context, ok
 
     return guarded
 
@@ -226,14 +103,18 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
       agent: the `Agent`.
       eval_env: env over `cfg.eval_episodes` environments for evaluation (default: none).
     """
-    seq_len = cfg.agent_config.sequence_length
-    cross = cfg.agent_config.sequences_cross_episodes
-    n = spec.num_envs
+    seq_len, cross = agent.data.seq_len, agent.data.cross_episodes
+    n, num_updates = spec.num_envs, agent.data.updates_per_step
+    if cfg.replay_capacity < n * (seq_len + 1):
+        raise ValueError(
+            f"TrainConfig.replay_capacity ({cfg.replay_capacity}) must hold at least "
+            f"sequence length + 1 ({seq_len + 1}) steps per env ({n} envs)"
+        )
     guarded_update = skip_nonfinite(agent.update)
 
     def init(key) -> TrainState:
         k_agent, k_env, k_run = jax.random.split(key, 3)
-        agent_state = agent.init(k_agent, spec)
+        agent_state = agent.init(k_agent)
         env_state = env.reset(k_env)
         zero_action = jnp.zeros((n, spec.action_size))
         carry = agent.initial_carry(agent_state, n)
@@ -263,7 +144,7 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
             action = jax.random.uniform(key, (n, spec.action_size), minval=-1.0, maxval=1.0)
             info = {}
         else:
-            carry, action, info = agent.act(ts.agent, ts.carry, ts.env.obs, ts.is_first, key, False)
+            carry, action, info = agent.act(ts.agent, ts.carry, ts.env.obs, ts.is_first, key)
         env_state, tr = step_transition(env, ts.env, action)
         # Random actions leave the carry behind the observations: no context to continue from.
         tr = with_context(tr, carry, ts.is_first | random_actions)
@@ -285,7 +166,7 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
 
     def updates(agent_state, buffer, key):
         k_sample, k_update = jax.random.split(key)
-        u, b = cfg.updates, cfg.agent_config.batch_size
+        u, b = num_updates, agent.data.batch_size
 
         def run(state):
             # One sample call for all updates of this step: the validity mask is built once.
@@ -306,7 +187,7 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
             if agent.context is not None:  # refreshed contexts: [u, L, b, ...] -> [L, u * b, ...]
                 merge = lambda x: jnp.moveaxis(x, 0, 1).reshape(seq_len, u * b, *x.shape[3:])  # noqa: E731
                 skipped = jnp.repeat(~ok, b)[None]  # a skipped update's contexts are not written
-                written = (index, jax.tree.map(merge, contexts[0]), flat.done | skipped)
+                written = (index, jax.tree.map(merge, contexts), flat.done | skipped)
             return state, _mean_metrics(metrics), counts, written
 
         def skip(state):  # until some episode outlasts a sequence, nothing valid can be sampled
@@ -330,7 +211,7 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
             key, k_act, k_upd = jax.random.split(ts.key, 3)
             ts, stats = env_step(ts.replace(key=key), k_act, random_actions=not learn)
             counts = {"updates": jnp.int32(0), "nonfinite_updates": jnp.int32(0)}
-            if learn and cfg.updates:
+            if learn and num_updates:
                 agent_state, buffer, metrics, counts = updates(ts.agent, ts.replay, k_upd)
                 ts, stats = ts.replace(agent=agent_state, replay=buffer), {**stats, **metrics}
             return ts, (stats, counts)
@@ -344,12 +225,13 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
         del out["train/return_sum"]
         return ts, out
 
+    # Several seeds are one program: every piece vmapped over a leading seed axis [S].
+    many = jax.vmap if cfg.num_seeds > 1 else (lambda f: f)
     seed_chunk = jax.jit(
-        lambda ts: chunk(ts, max(cfg.seed_agent_steps, 1), False), donate_argnums=0
+        many(lambda ts: chunk(ts, max(cfg.seed_agent_steps, 1), False)), donate_argnums=0
     )
-    train_chunk = jax.jit(lambda ts: chunk(ts, cfg.chunk_steps, True), donate_argnums=0)
+    train_chunk = jax.jit(many(lambda ts: chunk(ts, cfg.chunk_steps, True)), donate_argnums=0)
 
-    @jax.jit
     def evaluate(agent_state, key):
         if eval_env is None:
             raise ValueError("make_train: evaluate needs an eval_env")
@@ -359,7 +241,7 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
 
         def body(carry, k):
             env_state, plan, is_first, alive, ret, length = carry
-            plan, action, _ = agent.act(agent_state, plan, env_state.obs, is_first, k, True)
+            plan, action, _ = agent.act(agent_state, plan, env_state.obs, is_first, k, eval=True)
             env_state, tr = step_transition(eval_env, env_state, action)
             # A non-finite action makes the episode's return NaN: the env's NaN guard would end it
             # with a plausible return (0 for most tasks).
@@ -392,8 +274,24 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
     # again.
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return Trainer(
-        init=jax.jit(init, out_shardings=device),
+        init=jax.jit(many(init), out_shardings=device),
         seed_chunk=seed_chunk,
         train_chunk=train_chunk,
-        evaluate=evaluate,
+        evaluate=jax.jit(many(evaluate)),
     )
+
+
+def seed_keys(cfg: TrainConfig) -> jax.Array:
+    """The key `Trainer.init` takes: `key(seed)`, or `[S]` keys of seeds `seed .. seed + S - 1`
+    (`cfg.num_seeds = S > 1`), seed `k`'s equal to what a one-seed run with seed `k` gets."""
+    if cfg.num_seeds == 1:
+        return jax.random.key(cfg.seed)
+    return jax.vmap(jax.random.key)(cfg.seed + jnp.arange(cfg.num_seeds))
+
+
+def eval_keys(cfg: TrainConfig, env_steps: int) -> jax.Array:
+    """The evaluation key(s) at `env_steps`: one per seed, as `seed_keys`."""
+    at = lambda seed: jax.random.fold_in(jax.random.key(seed + 1), env_steps)  # noqa: E731
+    if cfg.num_seeds == 1:
+        return at(cfg.seed)
+    return jax.vmap(at)(cfg.seed + jnp.arange(cfg.num_seeds))

@@ -86,26 +86,61 @@ class Context:
     first: Array
 
 
-class Agent(NamedTuple):
-    """An agent as pure functions.
+class DataSpec(NamedTuple):
+    """What an agent's `update` trains on, declared by the agent (the loop reads nothing else).
 
     Attributes:
-      init: `(key, env_spec) -> AgentState`.
+      seq_len: `T` of the `[T, B]` replay sequences one update takes.
+      batch_size: `B`.
+      cross_episodes: sequences may run past an episode's end (the agent masks or resets after a
+        `done` itself); False: every sequence lies inside one episode.
+      updates_per_step: updates after each vectorised env step (0: collect only).
+    """
+
+    seq_len: int
+    batch_size: int
+    cross_episodes: bool
+    updates_per_step: int
+
+
+class UpdateOutput(NamedTuple):
+    """What every `Agent.update` returns.
+
+    Attributes:
+      state: the new agent state.
+      metrics: `{name: [] array}`; names starting with `loss` are checked for finiteness by the
+        loop (an update with a non-finite loss is skipped).
+      context: None, or (agents with `Agent.context`) the refreshed `Context.value` of the step
+        *after* each of the batch's steps (of its `next_obs`), leaves `[T, B, ...]`, which the
+        loop writes back into replay where that step continues the same episode.
+    """
+
+    state: AgentState
+    metrics: dict
+    context: Any = None
+
+
+class Agent(NamedTuple):
+    """An agent as pure functions plus its data needs; the train loop knows only this.
+
+    Attributes:
+      data: `DataSpec`, the replay sequences `update` takes and its default update rate.
+      init: `(key) -> AgentState` (the env spec was given to the factory).
       initial_carry: `(state, num_envs) -> carry`: the per-env acting carry (RNN latent, warm-start
         plan, ...).
-      act: `(state, carry, obs [N, O], is_first [N], key, eval) -> (carry, action [N, A], info)`;
-        `eval` is a static Python bool.
-      update: `(state, batch, key) -> (AgentState, metrics)`; with `context`, it returns
-        `(AgentState, metrics, new_value)`, `new_value` leaves `[T, B, ...]`: the refreshed
-        `Context.value` of the step *after* each of the batch's steps (of its `next_obs`), which
-        the train loop writes back into replay where that step continues the same episode.
+      act: `(state, carry, obs [N, O], is_first [N], key, *, eval=False) -> (carry,
+        action [N, A], info)`; `eval` is keyword-only and a static Python bool (no exploration
+        noise when true).
+      update: `(state, batch, key) -> UpdateOutput`: one update on a `[T, B]` `Transition` batch
+        with `T, B = data.seq_len, data.batch_size`.
       context: optional `(carry) -> value [N, ...]`: the recurrent state to store in replay with
         each step (`Transition.context`) so training can start a sequence from it (DreamerV3's
         replay context). None: nothing is stored.
     """
 
+    data: DataSpec
     init: Callable[..., AgentState]
     initial_carry: Callable[..., Any]
     act: Callable[..., tuple[Any, Array, dict]]
-    update: Callable[..., tuple[AgentState, dict]]
+    update: Callable[..., UpdateOutput]
     context: Callable[..., Any] | None = None

@@ -44,8 +44,8 @@ CASES = {
 def measure(name: str, rounds: int) -> dict:
     _, spec = make_env("hopper")
     agent = CASES[name](spec)
-    state = agent.init(jax.random.key(0), spec)
-    seq, batch = _sizes(name)
+    state = agent.init(jax.random.key(0))
+    seq, batch = agent.data.seq_len, agent.data.batch_size
     data = _sequence_batch(agent, state, spec, seq, batch)
     key = jax.random.key(1)
     fns = {
@@ -69,16 +69,6 @@ def measure(name: str, rounds: int) -> dict:
         "ratio": statistics.median(ratios),
         "rounds": rounds,
     }
-
-
-def _sizes(name: str) -> tuple[int, int]:
-    """(sequence length, batch) of one update, as the train loop samples them."""
-    if name == "tdmpc2_cpu":
-        return TDMPC2Config.cpu().sequence_length, TDMPC2Config.cpu().batch_size
-    if name == "tdmpc2_5m":
-        return TDMPC2Config().sequence_length, TDMPC2Config().batch_size
-    cfg = DreamerConfig.cpu() if name == "dreamer_cpu" else DreamerConfig()
-    return cfg.batch_length, cfg.batch_size
 
 
 def main():

@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO))
 TINY = (
     "--num-envs 2 --episode-length 60 --seed-steps 80 --chunk-steps 20 "
     "--replay-capacity 400 --eval-every 160 --eval-episodes 2 --checkpoint-every 160 "
-    "--tdmpc2.model.latent-dim 16 --tdmpc2.model.mlp-dim 32 --tdmpc2.model.enc-dim 32 "
-    "--tdmpc2.model.num-bins 21 --tdmpc2.planner.num-samples 16 --tdmpc2.planner.num-elites 4 "
-    "--tdmpc2.planner.num-pi-trajs 4 --tdmpc2.planner.iterations 2 --tdmpc2.batch-size 16 "
+    "--model.latent-dim 16 --model.mlp-dim 32 --model.enc-dim 32 "
+    "--model.num-bins 21 --planner.num-samples 16 --planner.num-elites 4 "
+    "--planner.num-pi-trajs 4 --planner.iterations 2 --batch-size 16 "
     "--no-progress"
 ).split()
 
@@ -96,8 +96,8 @@ def user_files(path: Path) -> list[str]:
 
 
 def fake_run(path: Path, **overrides) -> list[str]:
+    from agents.config import TrainConfig
     from agents.run import config_to_dict
-    from agents.train import TrainConfig
 
     path.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(TrainConfig(), **overrides)
@@ -157,27 +157,28 @@ def parse_cases(c: Cases):
         ("steps_zero", ["--steps", "0"]),
         ("steps_float", ["--steps", "1.5"]),
         ("unknown_env", ["--env", "cartpole"]),
-        ("unknown_agent", ["--agent", "foo"]),
+        ("unknown_agent", ["foo"]),
+        ("old_agent_flag", ["--agent", "dreamer"]),
         ("unknown_flag", ["--bogus-flag", "1"]),
         ("num_envs_zero", ["--num-envs", "0"]),
-        ("lr_nan", ["--tdmpc2.lr", "nan"]),
-        ("lr_inf", ["--tdmpc2.lr", "inf"]),
-        ("lr_negative", ["--tdmpc2.lr", "-1e-3"]),
-        ("grad_clip_negative", ["--tdmpc2.grad-clip-norm", "-1"]),
-        ("enc_lr_scale_negative", ["--tdmpc2.enc-lr-scale", "-0.3"]),
+        ("lr_nan", ["--lr", "nan"]),
+        ("lr_inf", ["--lr", "inf"]),
+        ("lr_negative", ["--lr", "-1e-3"]),
+        ("grad_clip_negative", ["--grad-clip-norm", "-1"]),
+        ("enc_lr_scale_negative", ["--enc-lr-scale", "-0.3"]),
         (
             "discount_min_above_max",
-            ["--tdmpc2.discount-min", "0.99", "--tdmpc2.discount-max", "0.9"],
+            ["--discount-min", "0.99", "--discount-max", "0.9"],
         ),
-        ("loss_coef_negative", ["--tdmpc2.model.reward-coef", "-1"]),
-        ("tau_above_one", ["--tdmpc2.tau", "2"]),
-        ("elites_above_samples", ["--tdmpc2.planner.num-elites", "1000"]),
-        ("latent_not_multiple_of_simnorm", ["--tdmpc2.model.latent-dim", "30"]),
-        ("temperature_zero", ["--tdmpc2.planner.temperature", "0"]),
-        ("dreamer_lr_nan", ["--agent", "dreamer", "--dreamer.model-lr", "nan"]),
-        ("dreamer_lam_above_one", ["--agent", "dreamer", "--dreamer.lam", "1.5"]),
+        ("loss_coef_negative", ["--model.reward-coef", "-1"]),
+        ("tau_above_one", ["--tau", "2"]),
+        ("elites_above_samples", ["--planner.num-elites", "1000"]),
+        ("latent_not_multiple_of_simnorm", ["--model.latent-dim", "30"]),
+        ("temperature_zero", ["--planner.temperature", "0"]),
+        ("dreamer_lr_nan", ["dreamer", "--model-lr", "nan"]),
+        ("dreamer_lam_above_one", ["dreamer", "--lam", "1.5"]),
         ("pixels_with_tdmpc2", ["--obs", "pixels"]),
-        ("pixels_bad_image_size", ["--agent", "dreamer", "--obs", "pixels", "--image-size", "50"]),
+        ("pixels_bad_image_size", ["dreamer", "--obs", "pixels", "--image-size", "50"]),
         ("replay_too_small", ["--replay-capacity", "3"]),
     ]
     for name, args in flags:
@@ -246,7 +247,7 @@ def dir_cases(c: Cases):
     yield c.run("resume_changed_num_envs", ["train", "--resume", d / "run", "--num-envs", "16"])
     yield c.run(
         "resume_changed_sub_field",
-        ["train", "--resume", d / "run", "--tdmpc2.model.latent-dim", "32"],
+        ["train", "--resume", d / "run", "--model.latent-dim", "32"],
     )
     yield c.run("eval_missing_run", ["eval", d / "nope"])
     yield c.run(

@@ -23,7 +23,16 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-NAMES = {"tdmpc2": "TD-MPC2", "dreamer": "Dreamer"}
+
+
+def display_name(label: str) -> str:
+    """ "TD-MPC2" for the agent labelled "tdmpc2": the first word of its config's docstring."""
+    from agents.config import agent_config_class
+
+    try:
+        return (agent_config_class(label).__doc__ or label).split()[0]
+    except ValueError:
+        return label
 
 
 def evals_of(rows: list[dict]) -> list[dict]:
@@ -108,7 +117,7 @@ def plot(table: list[dict], runs: dict[int, list[dict]], path: Path, title: str)
 def markdown(result: dict) -> str:
     t = result["threshold"]
     lines = [
-        f"# Learning: {NAMES.get(result['agent'], result['agent'])} on {result['task']} "
+        f"# Learning: {display_name(result['agent'])} on {result['task']} "
         f"({result['machine']['cpu']}, {result['machine']['cores']} cores)",
         "",
         f"`{result['command']}` ({result['date']}, commit {result['commit']}): `wm train` defaults "
@@ -152,13 +161,14 @@ def _commit() -> str:
 
 def main() -> None:
     from agents.bench import machine_info
+    from agents.config import AGENT_CONFIGS, TrainConfig, agent_config_class
     from agents.metrics import MetricsLog
     from agents.run import run_training
     from agents.rundir import is_run_dir
-    from agents.train import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agent", default=TrainConfig.agent, choices=["tdmpc2", "dreamer"])
+    labels = [c.name for c in AGENT_CONFIGS]
+    parser.add_argument("--agent", default=labels[0], choices=labels, help="default: %(default)s")
     parser.add_argument("--env", default=TrainConfig.env)
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, run one after another")
@@ -173,11 +183,13 @@ def main() -> None:
 
     pixels = f"-pixels{args.image_size}" if args.obs == "pixels" else ""
     runs, walls = {}, {}
+    agent = agent_config_class(args.agent).cpu()  # what `wm train <agent>` starts from
+    if args.updates_per_step is not None:
+        agent = dataclasses.replace(agent, updates_per_step=args.updates_per_step)
     for seed in seeds:
         cfg = dataclasses.replace(
-            TrainConfig(), agent=args.agent, env=args.env, steps=args.steps, seed=seed,
-            eval_every=args.eval_every, updates_per_step=args.updates_per_step, obs=args.obs,
-            image_size=args.image_size,
+            TrainConfig(), agent=agent, env=args.env, steps=args.steps, seed=seed,
+            eval_every=args.eval_every, obs=args.obs, image_size=args.image_size,
         )  # fmt: skip
         out = Path("runs/bench") / f"{args.agent}-{args.env.replace(':', '-')}{pixels}-seed{seed}"
         resume = is_run_dir(out) and not args.fresh
@@ -199,7 +211,7 @@ def main() -> None:
         "task": args.env,
         "agent": args.agent,
         "steps": args.steps,
-        "action_repeat": TrainConfig.action_repeat,
+        "action_repeat": TrainConfig().action_repeat,
         "threshold": args.threshold,
         "machine": info,
         "date": time.strftime("%Y-%m-%d"),
@@ -215,7 +227,7 @@ def main() -> None:
     kind = info["kind"].lower().replace("-", "")
     stem = RESULTS / f"learning_{args.agent}_{args.env.replace(':', '-')}{pixels}_cpu_{kind}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    title = f"{NAMES[args.agent]} on {args.env}, seeds {args.seeds}"
+    title = f"{display_name(args.agent)} on {args.env}, seeds {args.seeds}"
     plot(table, runs, stem.with_suffix(".png"), title)
     text = markdown(result)
     stem.with_suffix(".md").write_text(text)

@@ -26,11 +26,11 @@ from agents.bench import (
     machine_info,
     matmul_peak,
 )
+from agents.config import TrainConfig
 from agents.dreamer import DreamerConfig
 from agents.envs import make_env
 from agents.hostmem import host_allocator, tune_host_allocator
-from agents.tdmpc2 import TDMPC2Config
-from agents.train import TrainConfig
+from agents.tdmpc2 import TDMPC2Config, make_tdmpc2
 from worldmodels.rssm_config import RSSMConfig
 from worldmodels.tdmpc import TDMPCConfig
 
@@ -142,12 +142,13 @@ def run(quick: bool, only: str | None = None) -> dict:
     for size in ("1M",) if quick else ("5M", "1M"):
         cfg = TDMPC2Config(model=OFFICIAL[size])  # official planner: H3, 6 it, 512/64/24
         print(f"TD-MPC2 {size}: plan (1 env, 64 envs) and update (batch 256)", file=sys.stderr)
-        rows = bench_agent(cfg, spec, num_envs=(1, 64), repeats=3 if quick else 10, peak=peak)
+        agent = make_tdmpc2(cfg, spec)
+        rows = bench_agent(agent, spec, num_envs=(1, 64), repeats=3 if quick else 10, peak=peak)
         ref = REFERENCE.get(info["kind"], {}).get(size, {})
         for name, row in rows.items():
             what = (
                 "plan"
-                if name.startswith("plan_1env")
+                if name.startswith("act_1env")
                 else "update"
                 if name.startswith("update")
                 else None

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from agents.config import TrainConfig
 from agents.dreamer import DreamerConfig
 from agents.tdmpc2 import PlannerConfig, TDMPC2Config
-from agents.train import TrainConfig
 from worldmodels.checks import Range, check_config
 from worldmodels.rssm_config import _PRESETS, RSSMConfig
 from worldmodels.tdmpc import TDMPCConfig
@@ -146,11 +146,9 @@ RANGE_CASES = [
     (TrainConfig, dict(steps=0), r"TrainConfig\.steps must be an int >= 1, got 0"),
     (TrainConfig, dict(steps=1.5), r"TrainConfig\.steps must be an int >= 1, got 1\.5"),
     (TrainConfig, dict(seed_steps=-1), r"TrainConfig\.seed_steps must be an int >= 0"),
-    (
-        TrainConfig,
-        dict(updates_per_step=-1),
-        r"TrainConfig\.updates_per_step must be None or an int >= 0, got -1",
-    ),
+    (TDMPC2Config, dict(updates_per_step=-1), r"TDMPC2Config\.updates_per_step must be an int >="),
+    (DreamerConfig, dict(updates_per_step=-1), r"DreamerConfig\.updates_per_step must be an int"),
+    (TrainConfig, dict(agent="dreamer"), r"TrainConfig\.agent must be an agent config"),
 ]
 
 
@@ -172,7 +170,7 @@ def test_defaults_and_presets_construct():
     for name in _PRESETS:
         assert RSSMConfig.preset(name) == getattr(RSSMConfig, name)()
     TrainConfig()
-    TrainConfig(agent="dreamer", updates_per_step=None)
+    TrainConfig(agent=DreamerConfig.cpu())
     # ints are numbers for float fields, and the range bounds are inclusive where documented
     TDMPC2Config(lr=1, grad_clip_norm=20, tau=1.0, discount_min=0.9, discount_max=0.9)
     TDMPCConfig(consistency_coef=0.0, entropy_coef=0.0, rho=1.0, discount=1.0)
@@ -223,12 +221,14 @@ def _cli_error(argv, capsys) -> str:
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--tdmpc2.lr", "nan"], "TDMPC2Config.lr must be a finite number, got nan"),
-        (["--tdmpc2.lr", "inf"], "TDMPC2Config.lr must be a finite number, got inf"),
-        (["--tdmpc2.grad-clip-norm", "-1"], "TDMPC2Config.grad_clip_norm must be > 0, got -1"),
-        (["--tdmpc2.enc-lr-scale", "-0.1"], "TDMPC2Config.enc_lr_scale must be > 0"),
-        (["--tdmpc2.model.reward-coef", "-1"], "TDMPCConfig.reward_coef must be >= 0"),
-        (["--dreamer.actor-lr", "nan"], "DreamerConfig.actor_lr must be a finite number"),
+        (["--lr", "nan"], "TDMPC2Config.lr must be a finite number, got nan"),
+        (["tdmpc2", "--lr", "inf"], "TDMPC2Config.lr must be a finite number, got inf"),
+        (["--grad-clip-norm", "-1"], "TDMPC2Config.grad_clip_norm must be > 0, got -1"),
+        (["--enc-lr-scale", "-0.1"], "TDMPC2Config.enc_lr_scale must be > 0"),
+        (["--model.reward-coef", "-1"], "TDMPCConfig.reward_coef must be >= 0"),
+        (["dreamer", "--actor-lr", "nan"], "DreamerConfig.actor_lr must be a finite number"),
+        (["--tdmpc2.lr", "1"], "agent flags have no prefix now"),
+        (["--agent", "dreamer"], "the agent is a subcommand now"),
         (["--steps", "0"], "TrainConfig.steps must be an int >= 1, got 0"),
     ],
 )

@@ -18,8 +18,8 @@ import pytest
 import agents.run
 from agents.checkpoint import Checkpointer
 from agents.cli import main
+from agents.config import TrainConfig
 from agents.run import config_to_dict
-from agents.train import TrainConfig
 
 
 @pytest.fixture(autouse=True)
@@ -221,16 +221,16 @@ def test_eval_without_a_checkpoint_creates_nothing(tmp_path, capsys):
 
 def test_errors_name_nested_fields_without_internal_names(capsys):
     """9: error boxes showed tyro's internal `__tyro-dummy-inner__`."""
-    code, res = _run(capsys, "train", "--tdmpc2.lr", "nan")
-    assert code == 2 and "tdmpc2" in res.err and "lr" in res.err
+    code, res = _run(capsys, "train", "tdmpc2", "--lr", "nan")
+    assert code == 2 and "TDMPC2Config.lr" in res.err
     assert "tyro" not in res.err and "dummy" not in res.err
 
 
 def test_a_changed_sub_field_on_resume_is_named_in_full(tmp_path, capsys, no_build):
     """9: a changed sub-field was named only by its section (`tdmpc2`, not `tdmpc2.lr`)."""
     _fake_run(tmp_path)
-    code, res = _run(capsys, "train", "--resume", tmp_path, "--tdmpc2.model.latent-dim", "32")
-    assert code == 2 and "tdmpc2.model.latent_dim" in res.err
+    code, res = _run(capsys, "train", "--resume", tmp_path, "--model.latent-dim", "32")
+    assert code == 2 and "agent.tdmpc2.model.latent_dim" in res.err
 
 
 def test_a_failure_while_running_is_exit_1_with_the_real_error_first(tmp_path, capsys, monkeypatch):

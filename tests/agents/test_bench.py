@@ -3,8 +3,8 @@
 import pytest
 
 import agents.bench as bench
+from agents.config import TrainConfig
 from agents.dreamer import DreamerConfig
-from agents.train import TrainConfig
 from agents.types import EnvSpec
 
 # The spec and config of tests/agents/test_dreamer.py: the same update program, compiled once per
@@ -32,22 +32,20 @@ def test_bench_dreamer_rows_act_imagination_and_update():
 
 def test_bench_config_benchmarks_the_selected_agent(monkeypatch):
     calls = []
-    fake = lambda name: lambda *a, **k: calls.append((name, a, k)) or {f"{name}_row": {}}
-    monkeypatch.setattr(bench, "bench_dreamer", fake("dreamer"))
-    monkeypatch.setattr(bench, "bench_agent", fake("tdmpc2"))
+    fake = lambda agent, spec, **k: calls.append((agent, spec, k)) or {"agent_row": {}}
+    monkeypatch.setattr(bench, "bench_agent", fake)
     # The machine-wide measurements are slow and agent-independent: faked here.
     monkeypatch.setattr(bench, "matmul_peak", lambda *a, **k: 100.0)
     monkeypatch.setattr(bench, "bench_env", lambda *a, **k: 1.0)
     monkeypatch.setattr(bench, "bench_train", lambda cfg: {"train_env_steps_per_s": 1.0})
     d = DreamerConfig.tiny()
-    out = bench.bench_config(TrainConfig(agent="dreamer", dreamer=d, num_envs=2), repeats=3)
-    assert out["agent"] == "dreamer" and "dreamer_row" in out and "tdmpc2_row" not in out
-    ((name, (cfg, _), kw),) = calls
-    assert name == "dreamer" and cfg == d
-    assert kw["starts"] == d.batch_size * d.batch_length and kw["horizon"] == d.horizon
-    assert kw["batch"] == (d.batch_size, d.batch_length) and kw["num_envs"] == (1, 2)
-    assert kw["repeats"] == 3 and kw["peak"] == 100.0
+    out = bench.bench_config(TrainConfig(agent=d, num_envs=2), repeats=3)
+    assert out["agent"] == DreamerConfig.name and "agent_row" in out
+    ((agent, spec, kw),) = calls
+    # the agent bench_agent gets is the config's: its data spec says so
+    assert (agent.data.seq_len, agent.data.batch_size) == (d.batch_length, d.batch_size)
+    assert spec.num_envs == 2 and kw == {"num_envs": (1, 2), "repeats": 3, "peak": 100.0}
     calls.clear()
     out = bench.bench_config(TrainConfig(num_envs=1), repeats=3)
-    assert out["agent"] == "tdmpc2" and [c[0] for c in calls] == ["tdmpc2"]
-    assert calls[0][2]["num_envs"] == (1,)
+    assert out["agent"] == TrainConfig().agent.name and calls[0][2]["num_envs"] == (1,)
+    assert calls[0][0].data.seq_len == TrainConfig().agent.planner.horizon

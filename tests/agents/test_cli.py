@@ -6,8 +6,8 @@ import json
 import pytest
 
 from agents.cli import main, parse
+from agents.config import TrainConfig
 from agents.run import config_to_dict
-from agents.train import TrainConfig
 
 
 def _run(capsys, *argv):
@@ -30,12 +30,25 @@ def test_train_help_shows_config_flags(capsys):
         "--steps",
         "--num-envs",
         "--seed",
-        "--tdmpc2.model.latent-dim",
-        "--tdmpc2.planner.num-samples",
+        "--model.latent-dim",
+        "--planner.num-samples",
         "--resume",
         "--overwrite",
     ):
         assert flag in out.out, flag
+    assert "tdmpc2" in out.out and "dreamer" in out.out  # the agents, as subcommands
+
+
+def test_only_the_chosen_agents_flags_exist(capsys):
+    code, out = _run(capsys, "train", "dreamer", "--help")
+    assert code == 0 and "--horizon" in out.out and "--planner.num-samples" not in out.out
+    assert "--steps" in out.out  # the run's own flags stay
+    code, out = _run(capsys, "train", "dreamer", "--planner.num-samples", "8")
+    assert code == 2
+    cmd = parse(["train", "dreamer", "--horizon", "7", "--steps", "900"])
+    assert type(cmd.agent).name == "dreamer" and cmd.agent.horizon == 7 and cmd.steps == 900
+    assert cmd.agent.batch_length == 32  # a subcommand starts from the agent's cpu() preset
+    assert parse(["train"]).agent == TrainConfig().agent
 
 
 def test_unknown_env_lists_valid_names(capsys):
@@ -48,18 +61,18 @@ def test_inconsistent_planner_config_names_the_field(capsys):
     code, out = _run(
         capsys,
         "train",
-        "--tdmpc2.planner.num-samples",
+        "--planner.num-samples",
         "8",
-        "--tdmpc2.planner.num-pi-trajs",
+        "--planner.num-pi-trajs",
         "0",
-        "--tdmpc2.planner.num-elites",
+        "--planner.num-elites",
         "64",
     )
     assert code == 2 and "num_elites" in out.err
 
 
 def test_negative_size_names_the_field(capsys):
-    code, out = _run(capsys, "train", "--tdmpc2.model.latent-dim", "-8")
+    code, out = _run(capsys, "train", "--model.latent-dim", "-8")
     assert code == 2 and "latent_dim" in out.err
 
 
@@ -78,6 +91,7 @@ def saved_run(tmp_path):
 def test_resume_keeps_the_saved_config_unless_a_flag_is_given(saved_run):
     cmd = parse(["train", "--resume", str(saved_run)])
     assert cmd.steps == 123_000 and cmd.seed == 7 and cmd.resume == str(saved_run)
+    assert cmd.agent == TrainConfig().agent
     cmd = parse(["train", "--resume", str(saved_run), "--steps", "200000"])
     assert cmd.steps == 200_000 and cmd.seed == 7
 
@@ -96,8 +110,27 @@ def test_bench_benchmarks_the_selected_agent(monkeypatch, tmp_path, capsys):
     import agents.bench
 
     seen = []
-    fake = lambda cfg, repeats: seen.append((cfg.agent, repeats)) or {"agent": cfg.agent}
+    fake = lambda cfg, repeats: seen.append((cfg.agent, repeats)) or {"agent": cfg.agent.name}
     monkeypatch.setattr(agents.bench, "bench_config", fake)
     out = tmp_path / "bench.json"
-    main(["bench", "--agent", "dreamer", "--repeats", "2", "--json-out", str(out)])
-    assert seen == [("dreamer", 2)] and json.loads(out.read_text()) == {"agent": "dreamer"}
+    main(["bench", "dreamer", "--repeats", "2", "--json-out", str(out)])
+    ((agent, repeats),) = seen
+    assert type(agent).name == "dreamer" and repeats == 2
+    assert json.loads(out.read_text()) == {"agent": "dreamer"}
+
+
+def test_a_resumed_dreamer_run_stays_dreamer(tmp_path):
+    from agents.dreamer import DreamerConfig
+
+    cfg = TrainConfig(agent=DreamerConfig.cpu(), steps=5000)
+    (tmp_path / "config.json").write_text(json.dumps(config_to_dict(cfg)))
+    cmd = parse(["train", "--resume", str(tmp_path), "--steps", "9000"])
+    assert cmd.agent == cfg.agent and cmd.steps == 9000
+
+
+def test_a_run_of_the_earlier_release_is_refused_with_the_reason(tmp_path, capsys):
+    old = {k: v for k, v in config_to_dict(TrainConfig()).items() if k != "agent"}
+    old.update(agent="tdmpc2", tdmpc2={}, dreamer={})  # how <= e561fee saved a config
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    code, out = _run(capsys, "train", "--resume", str(tmp_path))
+    assert code == 2 and "earlier release" in out.err and "e561fee" in out.err

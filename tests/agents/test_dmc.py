@@ -1,16 +1,18 @@
 """The DM Control adapter (`agents.dmc`): MuJoCo Playground's MJX tasks behind the Brax `Env`
 interface, selected as `dmc:<domain>-<task>`: reset, step, auto-reset, one compile, one chunk."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from agents import dmc
+from agents.config import TrainConfig
 from agents.envs import make_env
 from agents.run import build
 from agents.tdmpc2 import TDMPC2Config
-from agents.train import TrainConfig
 
 NAME = "dmc:cheetah-run"
 N, REPEAT, LENGTH = 2, 2, 10  # episodes of 10 control steps = 5 agent steps
@@ -87,16 +89,15 @@ def test_trains_one_chunk():
         chunk_steps=10,
         replay_capacity=200,
         eval_episodes=1,
-        updates_per_step=1,
-        tdmpc2=TDMPC2Config.tiny(),
+        agent=dataclasses.replace(TDMPC2Config.tiny(), updates_per_step=1),
     )
     spec, _, trainer = build(cfg)
     state = trainer.init(jax.random.key(0))
     state, _ = trainer.seed_chunk(state)
     state, metrics = trainer.train_chunk(state)
     assert np.isfinite(float(metrics["loss/model"]))
-    assert int(metrics["updates"]) == cfg.chunk_steps * cfg.updates_per_step
+    assert int(metrics["updates"]) == cfg.chunk_steps * cfg.agent.updates_per_step
     # Episodes of 10 agent steps, after a seed phase of 10: each env ends one in the chunk.
     assert int(metrics["train/episodes"]) == cfg.num_envs
     assert 0 < float(metrics["train/return"]) <= cfg.episode_length
-    assert state.carry.mean.shape == (cfg.num_envs, cfg.tdmpc2.planner.horizon, spec.action_size)
+    assert state.carry.mean.shape == (cfg.num_envs, cfg.agent.planner.horizon, spec.action_size)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from agents.config import TrainConfig
 from agents.dreamer import (
     DreamerConfig,
     _actor,
@@ -16,9 +17,10 @@ from agents.dreamer import (
     return_scale,
     update_retnorm,
 )
-from agents.envs import ENV_NAMES
+from agents.envs import ENV_NAMES, make_env
 from agents.run import build
-from agents.train import TrainConfig
+from agents.tdmpc2 import TDMPC2Config, make_tdmpc2
+from agents.train import make_train
 from agents.types import Context, EnvSpec, Transition
 from worldmodels import dists
 from worldmodels.nets import norm_mlp
@@ -41,9 +43,9 @@ def agents():
 def jitted(agents):
     agent = agents["reinforce"]
     return {
-        "act": jax.jit(agent.act, static_argnums=5),
+        "act": jax.jit(agent.act, static_argnames="eval"),
         "update": {g: jax.jit(a.update) for g, a in agents.items()},
-        "state": agent.init(jax.random.key(0), SPEC),
+        "state": agent.init(jax.random.key(0)),
     }
 
 
@@ -74,14 +76,14 @@ def test_act_shapes_bounds_and_eval_mode(agents, jitted):
     state, act = jitted["state"], jitted["act"]
     carry = agents["reinforce"].initial_carry(state, 3)
     obs = 3.0 * jax.random.normal(jax.random.key(1), (3, 4))
-    carry2, action, _ = act(state, carry, obs, jnp.ones(3, bool), jax.random.key(2), False)
+    carry2, action, _ = act(state, carry, obs, jnp.ones(3, bool), jax.random.key(2))
     assert action.shape == (3, 2) and np.all(np.abs(action) <= 1)
     assert jax.tree.structure(carry2) == jax.tree.structure(carry)
     assert carry2.latent.deter.shape == (3, CFG.model.deter)
     np.testing.assert_array_equal(carry2.action, action)
     # eval acts with the actor's mode: the action depends on the key only through the posterior
-    _, a1, _ = act(state, carry, obs, jnp.ones(3, bool), jax.random.key(3), True)
-    _, a2, _ = act(state, carry, obs, jnp.ones(3, bool), jax.random.key(3), True)
+    _, a1, _ = act(state, carry, obs, jnp.ones(3, bool), jax.random.key(3), eval=True)
+    _, a2, _ = act(state, carry, obs, jnp.ones(3, bool), jax.random.key(3), eval=True)
     np.testing.assert_array_equal(a1, a2)
 
 
@@ -91,11 +93,11 @@ def test_is_first_resets_the_carry(agents, jitted):
     obs = jax.random.normal(jax.random.key(1), (3, 4))
     carry = fresh
     for i in range(3):  # drift the carry away from the initial state
-        carry, _, _ = act(state, carry, obs + i, jnp.zeros(3, bool), jax.random.key(i), False)
+        carry, _, _ = act(state, carry, obs + i, jnp.zeros(3, bool), jax.random.key(i))
     first = jnp.array([True, False, True])
     key = jax.random.key(9)
-    from_carry, _, _ = act(state, carry, obs, first, key, False)
-    from_fresh, _, _ = act(state, fresh, obs, jnp.ones(3, bool), key, False)
+    from_carry, _, _ = act(state, carry, obs, first, key)
+    from_fresh, _, _ = act(state, fresh, obs, jnp.ones(3, bool), key)
     for x, y in zip(jax.tree.leaves(from_carry), jax.tree.leaves(from_fresh), strict=True):
         np.testing.assert_allclose(x[first], y[first], rtol=1e-5, atol=1e-6)
     assert not np.allclose(from_carry.latent.deter[1], from_fresh.latent.deter[1])
@@ -146,11 +148,11 @@ def test_critic_target_is_two_hot_of_the_return():
 def test_update_moves_everything_with_finite_metrics(jitted, grad):
     state = jitted["state"]
     out = jitted["update"][grad](state, _batch(jax.random.key(5)), jax.random.key(6))
-    new, metrics = out[:2]
+    new, metrics = out.state, out.metrics
     if grad == "reinforce":  # with replay context: the posteriors to write back, [T, B]
-        assert out[2].deter.shape == (CFG.batch_length, CFG.batch_size, CFG.model.deter)
+        assert out.context.deter.shape == (CFG.batch_length, CFG.batch_size, CFG.model.deter)
     else:
-        assert len(out) == 2
+        assert out.context is None
     assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
     assert float(metrics["grad_norm/actor"]) > 0
     assert int(new.updates) == int(state.updates) + 1
@@ -243,13 +245,13 @@ def test_reinforce_update_equals_the_direct_actor_and_critic_losses(jitted):
 
 def test_no_recompile_on_second_call(agents, jitted, count_compiles):
     agent = agents["reinforce"]
-    act, update = jax.jit(agent.act, static_argnums=5), jax.jit(agent.update)
+    act, update = jax.jit(agent.act, static_argnames="eval"), jax.jit(agent.update)
     state = jitted["state"]
     carry = agent.initial_carry(state, 3)
 
     def step(i, state, carry):
         obs = jax.random.normal(jax.random.key(i), (3, 4))
-        carry, _, _ = act(state, carry, obs, jnp.zeros(3, bool), jax.random.key(i), False)
+        carry, _, _ = act(state, carry, obs, jnp.zeros(3, bool), jax.random.key(i))
         state = update(state, _batch(jax.random.key(i)), jax.random.key(i))[0]
         return jax.block_until_ready((state, carry))
 
@@ -282,20 +284,21 @@ def test_bad_config_names_the_field(field, value):
         DreamerConfig(**{field: value})
 
 
-def test_presets_and_train_config_validation():
+def test_presets_data_spec_and_replay_validation():
     assert DreamerConfig().discount == pytest.approx(1 - 1 / 333)
-    assert DreamerConfig().sequence_length == 64 and DreamerConfig().batch_size == 16
-    assert DreamerConfig.cpu().sequences_cross_episodes
-    cfg = TrainConfig(agent="dreamer")
-    assert cfg.agent_config is cfg.dreamer
+    data = make_dreamer(DreamerConfig(), SPEC).data
+    assert (data.seq_len, data.batch_size, data.cross_episodes) == (64, 16, True)
+    assert make_dreamer(DreamerConfig.cpu(), SPEC).data.updates_per_step == 1
     # the replay must hold one Dreamer sequence (+1) per env; TD-MPC2's horizon 3 would pass
+    env, spec = make_env("inverted_pendulum", num_envs=4)
+    small = TrainConfig(agent=DreamerConfig.cpu(), num_envs=4, replay_capacity=4 * 10)
     with pytest.raises(ValueError, match="replay_capacity"):
-        TrainConfig(agent="dreamer", num_envs=4, replay_capacity=4 * 10)
-    TrainConfig(agent="tdmpc2", num_envs=4, replay_capacity=4 * 10)
+        make_train(small, env, spec, make_dreamer(small.agent, spec))
+    make_train(small, env, spec, make_tdmpc2(TDMPC2Config.tiny(), spec))
 
 
 TINY = TrainConfig(
-    agent="dreamer",
+    agent=CFG,
     num_envs=2,
     action_repeat=2,
     episode_length=20,
@@ -303,8 +306,6 @@ TINY = TrainConfig(
     chunk_steps=5,
     replay_capacity=200,
     eval_episodes=1,
-    updates_per_step=1,
-    dreamer=CFG,
 )
 
 

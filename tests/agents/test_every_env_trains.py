@@ -11,10 +11,10 @@ import jax
 import numpy as np
 import pytest
 
+from agents.config import TrainConfig
 from agents.envs import ENV_NAMES
 from agents.run import build
 from agents.tdmpc2 import TDMPC2Config
-from agents.train import TrainConfig
 
 TINY = TrainConfig(
     num_envs=2,
@@ -24,8 +24,7 @@ TINY = TrainConfig(
     chunk_steps=5,
     replay_capacity=200,
     eval_episodes=1,
-    updates_per_step=1,
-    tdmpc2=TDMPC2Config.tiny(),
+    agent=dataclasses.replace(TDMPC2Config.tiny(), updates_per_step=1),
 )
 
 
@@ -41,4 +40,4 @@ def test_env_trains_one_chunk(name):
     assert np.isfinite(float(metrics["loss/model"]))
     assert np.isfinite(float(result["eval/return"]))
     assert 0 < float(result["eval/length"]) <= cfg.episode_length
-    assert state.carry.mean.shape == (cfg.num_envs, cfg.tdmpc2.planner.horizon, spec.action_size)
+    assert state.carry.mean.shape == (cfg.num_envs, cfg.agent.planner.horizon, spec.action_size)

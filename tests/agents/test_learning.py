@@ -19,7 +19,7 @@ from agents.hostmem import tune_host_allocator
 tune_host_allocator()
 import jax
 from agents.run import build
-from agents.train import TrainConfig
+from agents.config import TrainConfig
 
 steps = int(sys.argv[1])
 cfg = dataclasses.replace(TrainConfig(), steps=steps)

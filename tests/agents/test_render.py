@@ -13,9 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from agents.config import TrainConfig
+from agents.dreamer import DreamerConfig
 from agents.envs import make_env, step_transition
 from agents.render import BACKGROUND, CAMERAS, Camera, make_renderer
-from agents.train import TrainConfig
+from agents.tdmpc2 import TDMPC2Config
 
 BG = np.round(np.asarray(BACKGROUND) * 255)
 
@@ -164,9 +166,12 @@ def test_second_task_renders_its_poles():
     assert above.size > 0 and np.ptp(above) > 8
 
 
-def test_train_config_checks_pixels():
-    with pytest.raises(ValueError, match="dreamer"):
-        TrainConfig(obs="pixels", agent="tdmpc2")
-    with pytest.raises(ValueError, match="image_size"):
-        TrainConfig(obs="pixels", agent="dreamer", image_size=60)
-    assert TrainConfig(obs="pixels", agent="dreamer", image_size=32).image_size == 32
+def test_the_agents_check_pixels():
+    from agents.run import build
+
+    with pytest.raises(ValueError, match="TD-MPC2 takes state vectors"):
+        build(TrainConfig(obs="pixels", agent=TDMPC2Config.tiny()))
+    with pytest.raises(ValueError, match=r"--image-size.*size 60 is not minres"):
+        build(TrainConfig(obs="pixels", agent=DreamerConfig.tiny(), image_size=60))
+    spec, _, _ = build(TrainConfig(obs="pixels", agent=DreamerConfig.tiny(), image_size=32))
+    assert spec.image_shape == (32, 32, 3)

@@ -22,9 +22,9 @@ def agent():
 @pytest.fixture(scope="module")
 def jitted(agent):
     return {
-        "act": jax.jit(agent.act, static_argnums=5),
+        "act": jax.jit(agent.act, static_argnames="eval"),
         "update": jax.jit(agent.update),
-        "state": agent.init(jax.random.key(0), SPEC),
+        "state": agent.init(jax.random.key(0)),
     }
 
 
@@ -44,27 +44,25 @@ def test_act_shapes_bounds_and_carry(agent, jitted):
     state = jitted["state"]
     carry = agent.initial_carry(state, 3)
     obs = jax.random.normal(jax.random.key(1), (3, 4))
-    carry2, action, info = jitted["act"](
-        state, carry, obs, jnp.ones(3, bool), jax.random.key(2), False
-    )
+    carry2, action, info = jitted["act"](state, carry, obs, jnp.ones(3, bool), jax.random.key(2))
     assert action.shape == (3, 2) and np.all(np.abs(action) <= 1)
     assert carry2.mean.shape == (3, CFG.planner.horizon, 2)
     assert jax.tree.structure(carry2) == jax.tree.structure(carry)
     # eval: same key same action; training adds noise on top of the plan
-    _, a1, _ = jitted["act"](state, carry, obs, jnp.ones(3, bool), jax.random.key(3), True)
-    _, a2, _ = jitted["act"](state, carry, obs, jnp.ones(3, bool), jax.random.key(3), True)
+    _, a1, _ = jitted["act"](state, carry, obs, jnp.ones(3, bool), jax.random.key(3), eval=True)
+    _, a2, _ = jitted["act"](state, carry, obs, jnp.ones(3, bool), jax.random.key(3), eval=True)
     np.testing.assert_array_equal(a1, a2)
 
 
 def test_no_recompile_on_second_call(agent, jitted, count_compiles):
-    act, update = jax.jit(agent.act, static_argnums=5), jax.jit(agent.update)
+    act, update = jax.jit(agent.act, static_argnames="eval"), jax.jit(agent.update)
     state = jitted["state"]
     carry = agent.initial_carry(state, 3)
 
     def step(i, state, carry):
         obs = jax.random.normal(jax.random.key(i), (3, 4))
-        carry, _, _ = act(state, carry, obs, jnp.zeros(3, bool), jax.random.key(i), False)
-        state, _ = update(state, _batch(jax.random.key(i)), jax.random.key(i))
+        carry, _, _ = act(state, carry, obs, jnp.zeros(3, bool), jax.random.key(i))
+        state = update(state, _batch(jax.random.key(i)), jax.random.key(i)).state
         return jax.block_until_ready((state, carry))
 
     state, carry = step(0, state, carry)
@@ -76,7 +74,7 @@ def test_no_recompile_on_second_call(agent, jitted, count_compiles):
 
 def test_update_moves_params_and_target_slowly(jitted):
     state = jitted["state"]
-    new, metrics = jitted["update"](state, _batch(jax.random.key(5)), jax.random.key(6))
+    new, metrics, _ = jitted["update"](state, _batch(jax.random.key(5)), jax.random.key(6))
     assert all(np.isfinite(float(v)) for v in metrics.values())
     assert int(new.updates) == int(state.updates) + 1
     delta = lambda a, b: float(
@@ -98,7 +96,7 @@ def test_policy_only_mode(jitted):
     state = jitted["state"]
     carry = agent.initial_carry(state, 3)
     _, action, _ = agent.act(
-        state, carry, jnp.zeros((3, 4)), jnp.ones(3, bool), jax.random.key(0), True
+        state, carry, jnp.zeros((3, 4)), jnp.ones(3, bool), jax.random.key(0), eval=True
     )
     assert action.shape == (3, 2)
 
@@ -107,6 +105,15 @@ def test_discount_follows_episode_length():
     assert episode_discount(CFG, 1000) == pytest.approx(0.995)
     assert episode_discount(CFG, 500) == pytest.approx(0.99)
     assert episode_discount(CFG, 10) == pytest.approx(0.95)
+
+
+def test_an_explicit_discount_wins_and_the_models_is_refused():
+    assert episode_discount(dataclasses.replace(CFG, discount=0.9), 1000) == pytest.approx(0.9)
+    # the agent sets the model's discount: setting it there would be silently overridden
+    with pytest.raises(ValueError, match=r"model\.discount .* set TDMPC2Config\.discount"):
+        dataclasses.replace(CFG, model=dataclasses.replace(CFG.model, discount=0.9))
+    with pytest.raises(ValueError, match="discount"):
+        dataclasses.replace(CFG, discount=1.5)
 
 
 def test_alive_bonus_tasks_discount_over_the_whole_episode(monkeypatch):
@@ -163,8 +170,9 @@ def test_terminal_steps_are_sampled_at_every_position_of_a_sequence():
     saw one. TD-MPC2's sequences now run past episode ends, the losses masking what follows."""
     from agents.replay import add, init_replay, sample_sequences
 
-    n, horizon = 2, CFG.sequence_length
-    assert CFG.sequences_cross_episodes
+    data = make_tdmpc2(CFG, SPEC).data
+    n, horizon = 2, data.seq_len
+    assert data.cross_episodes and horizon == CFG.planner.horizon
 
     def step(t):
         ended = jnp.full((n,), t % 5 == 4)  # episodes of 5 steps, each ending by failure
@@ -175,6 +183,6 @@ def test_terminal_steps_are_sampled_at_every_position_of_a_sequence():
     state = init_replay(step(0), 40 * n)
     for t in range(40):
         state = add(state, step(t))
-    batch = sample_sequences(state, jax.random.key(0), 256, horizon, CFG.sequences_cross_episodes)
+    batch = sample_sequences(state, jax.random.key(0), 256, horizon, data.cross_episodes)
     terminal_at = np.asarray(batch.terminated).any(axis=1)  # [H]: positions holding one
     assert terminal_at.all(), terminal_at

@@ -18,6 +18,7 @@ import pytest
 
 import agents.run
 from agents.checkpoint import Checkpointer
+from agents.config import TrainConfig
 from agents.metrics import MetricsLog
 from agents.run import (
     RESUMABLE_FIELDS,
@@ -31,7 +32,6 @@ from agents.run import (
 )
 from agents.rundir import save_config
 from agents.tdmpc2 import TDMPC2Config
-from agents.train import TrainConfig
 
 CFG = TrainConfig(
     env="inverted_pendulum",
@@ -45,7 +45,7 @@ CFG = TrainConfig(
     eval_every=160,
     eval_episodes=2,
     checkpoint_every=160,
-    tdmpc2=TDMPC2Config.tiny(),
+    agent=TDMPC2Config.tiny(),
 )
 
 
@@ -159,12 +159,17 @@ def test_run_directory_resume_and_eval(tmp_path):
         ({"env": "cartpole"}, "inverted_pendulum"),
         ({"num_envs": 0}, "num_envs"),
         ({"steps": -1}, "steps"),
-        ({"replay_capacity": 3}, "replay_capacity"),
+        ({"num_seeds": 0}, "num_seeds"),
     ],
 )
 def test_bad_train_config_raises_before_compiling(kwargs, field):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**kwargs)
+
+
+def test_a_replay_too_small_for_the_agents_sequences_is_refused_before_compiling():
+    with pytest.raises(ValueError, match=r"replay_capacity \(3\) must hold .* sequence length"):
+        build(dataclasses.replace(CFG, replay_capacity=3))
 
 
 # Only schedule fields differ from CFG, so the compiled chunks are shared: evaluations at 160, 320
@@ -329,7 +334,7 @@ def test_nonfinite_updates_are_skipped_and_counted(trainer):
     state, m = trainer.train_chunk(state)
     m = jax.device_get(m)
     total, bad = int(m["updates"]), int(m["nonfinite_updates"])
-    assert total == CFG.chunk_steps * CFG.updates and 0 < bad < total
+    assert total == CFG.chunk_steps * CFG.agent.updates_per_step and 0 < bad < total
     assert int(state.agent.updates) == total - bad  # only the finite ones were applied
     assert all(np.isfinite(x).all() for x in _float_leaves(state.agent))
     assert np.isfinite(m["loss/model"])  # the mean over the applied updates alone
