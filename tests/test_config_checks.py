@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agents.dreamer import DreamerConfig
-from agents.tdmpc2 import PlannerConfig, TDMPC2Config
+from agents.tdmpc2 import TDMPC2Config
 from agents.train import TrainConfig
 from worldmodels.checks import Range, check_config
 from worldmodels.planner_configs import (
@@ -27,8 +27,7 @@ from worldmodels.tdmpc import TDMPCConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANNER_CONFIGS = (RandomShootingConfig, CEMConfig, MPPIConfig, GradientShootingConfig)
-CONFIGS = (TDMPCConfig, RSSMConfig, *PLANNER_CONFIGS, PlannerConfig, TDMPC2Config, DreamerConfig)
-CONFIGS += (TrainConfig,)
+CONFIGS = (TDMPCConfig, RSSMConfig, *PLANNER_CONFIGS, TDMPC2Config, DreamerConfig, TrainConfig)
 REQUIRED = {"horizon": 3}  # values for the fields without a default (the planners' horizon)
 
 
@@ -76,7 +75,6 @@ def test_the_float_fields_are_found():
         _float_fields(TDMPC2Config)
     )
     assert {"vmin", "rho", "reward_coef", "entropy_coef"} <= set(_float_fields(TDMPCConfig))
-    assert {"min_std", "max_std", "temperature"} <= set(_float_fields(PlannerConfig))
     assert {"min_std", "max_std", "temperature"} <= set(_float_fields(MPPIConfig))
     assert {"min_std", "max_std"} <= set(_float_fields(CEMConfig))
     assert {"learning_rate", "init_std"} <= set(_float_fields(GradientShootingConfig))
@@ -142,12 +140,6 @@ RANGE_CASES = [
     ),
     (TDMPCConfig, dict(num_q=1), r"TDMPCConfig\.num_q must be an int >= 2, got 1"),
     (TDMPCConfig, dict(latent_dim=12), r"TDMPCConfig\.latent_dim \(12\) must be a multiple"),
-    # MPPI
-    (PlannerConfig, dict(min_std=0.0), r"PlannerConfig\.min_std must be > 0, got 0\.0"),
-    (PlannerConfig, dict(min_std=3.0), r"PlannerConfig\.min_std \(3\.0\) must be <= max_std"),
-    (PlannerConfig, dict(max_std=-1.0), r"PlannerConfig\.max_std must be > 0"),
-    (PlannerConfig, dict(temperature=-1.0), r"PlannerConfig\.temperature must be > 0"),
-    (PlannerConfig, dict(num_pi_trajs=-1), r"PlannerConfig\.num_pi_trajs must be an int >= 0"),
     # Planners (more in tests/worldmodels/test_planning.py)
     (MPPIConfig, dict(min_std=-0.1), r"MPPIConfig\.min_std must be >= 0, got -0\.1"),
     (MPPIConfig, dict(min_std=3.0), r"MPPIConfig\.min_std \(3\.0\) must be <= max_std"),
@@ -208,7 +200,6 @@ def test_defaults_and_presets_construct():
     # ints are numbers for float fields, and the range bounds are inclusive where documented
     TDMPC2Config(lr=1, grad_clip_norm=20, tau=1.0, discount_min=0.9, discount_max=0.9)
     TDMPCConfig(consistency_coef=0.0, entropy_coef=0.0, rho=1.0, discount=1.0)
-    PlannerConfig(min_std=2.0, max_std=2.0)
     MPPIConfig(horizon=3, min_std=2.0, max_std=2.0)
     MPPIConfig(horizon=3, min_std=0.0)  # a std may collapse to zero
     for cls in PLANNER_CONFIGS:

@@ -32,6 +32,7 @@ def test_train_help_shows_config_flags(capsys):
         "--seed",
         "--tdmpc2.model.latent-dim",
         "--tdmpc2.planner.num-samples",
+        "--tdmpc2.mpc",
         "--resume",
         "--overwrite",
     ):
