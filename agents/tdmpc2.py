@@ -27,45 +27,8 @@ from flax import struct
 from agents.types import Agent, DataSpec, EnvSpec, UpdateOutput
 from worldmodels import planning
 from worldmodels.checks import Range, check_config, check_order
+from worldmodels.planner_configs import MPPIConfig
 from worldmodels.tdmpc import TDMPCConfig, make_tdmpc_model, same_episode
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class PlannerConfig:
-    """MPPI settings. Official TD-MPC2: horizon 3, iterations 6, 512 samples, 64 elites, 24 policy
-    trajectories, std in [0.05, 2], temperature 0.5 (a multiplier there; our `temperature` divides,
-    so 2.0 here is the same weighting).
-
-    Attributes:
-      mpc: plan with MPPI; if false, act with the policy prior alone (faster, weaker).
-
-    Floats must be finite, with `0 < min_std <= max_std` and `temperature > 0`.
-    """
-
-    mpc: bool = True
-    horizon: int = 3
-    iterations: int = 6
-    num_samples: int = 512
-    num_elites: int = 64
-    num_pi_trajs: int = 24
-    min_std: float = 0.05
-    max_std: float = 2.0
-    temperature: float = 2.0
-
-    def __post_init__(self):
-        counts = ("horizon", "iterations", "num_samples", "num_elites")
-        check_config(
-            self,
-            {name: Range(ge=1, integer=True) for name in counts}
-            | {"num_pi_trajs": Range(ge=0, integer=True)}
-            | {name: Range(gt=0) for name in ("min_std", "max_std", "temperature")},
-        )
-        if self.num_elites > self.num_samples + self.num_pi_trajs:
-            raise ValueError(
-                f"PlannerConfig.num_elites ({self.num_elites}) must be <= num_samples + "
-                f"num_pi_trajs ({self.num_samples + self.num_pi_trajs})"
-            )
-        check_order(self, "min_std", "max_std", strict=False)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -76,7 +39,10 @@ class TDMPC2Config:
     batch 256, lr 3e-4, encoder lr x0.3, grad clip 20, tau 0.01, discount from the episode length).
     `TDMPC2Config.cpu()` is what `wm train` uses by default on a 2-core CPU; see its docstring.
 
-    Attributes (beyond the model's, the planner's and the optimiser's):
+    Attributes (beyond the model's and the optimiser's):
+      planner: MPPI's search (`worldmodels.MPPIConfig`, official defaults at horizon 3), passed
+        whole to `worldmodels.planning.mppi`; its horizon is also the replay sequence length.
+      mpc: plan with MPPI; if false, act with the policy prior alone (faster, weaker).
       updates_per_step: updates after each vectorised env step.
       discount: the TD discount; None (default): from the episode length, as below. The agent
         sets `model.discount` from it, so `model.discount` itself must be left at its default.
@@ -99,7 +65,8 @@ class TDMPC2Config:
     name: ClassVar[str] = "tdmpc2"
 
     model: TDMPCConfig = TDMPCConfig()
-    planner: PlannerConfig = PlannerConfig()
+    planner: MPPIConfig = MPPIConfig(horizon=3)
+    mpc: bool = True
     batch_size: int = 256
     updates_per_step: int = 4
     discount: float | None = None
@@ -147,7 +114,9 @@ class TDMPC2Config:
         """
         return cls(
             model=TDMPCConfig(latent_dim=64, mlp_dim=128, enc_dim=128, num_q=2),
-            planner=PlannerConfig(num_samples=64, num_elites=8, num_pi_trajs=8, iterations=3),
+            planner=MPPIConfig(
+                horizon=3, num_samples=64, num_elites=8, num_pi_trajs=8, iterations=3
+            ),
             batch_size=64,
             lr=1e-3,
             tau=0.05,
@@ -158,7 +127,9 @@ class TDMPC2Config:
         """A very small config for tests."""
         return cls(
             model=TDMPCConfig(latent_dim=16, mlp_dim=32, enc_dim=32, num_q=2, num_bins=21),
-            planner=PlannerConfig(num_samples=16, num_elites=4, num_pi_trajs=4, iterations=2),
+            planner=MPPIConfig(
+                horizon=3, num_samples=16, num_elites=4, num_pi_trajs=4, iterations=2
+            ),
             batch_size=16,
         )
 
@@ -257,18 +228,11 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             key,
             (z, jnp.ones(())),
             step_fn,
-            horizon=p.horizon,
+            cfg.planner,
             action_size=spec.action_size,
             value_fn=value_fn,
             prior_fn=prior_fn if p.num_pi_trajs else None,
             prev=prev,
-            num_samples=p.num_samples,
-            num_elites=p.num_elites,
-            num_pi_trajs=p.num_pi_trajs,
-            iterations=p.iterations,
-            temperature=p.temperature,
-            min_std=p.min_std,
-            max_std=p.max_std,
             discount=discount,
         )
 
@@ -276,7 +240,7 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
         """`obs [N, O]`, `is_first [N]` -> `(carry, action [N, A], info)`."""
         k_plan, k_noise = jax.random.split(key)
         z = model.encode(state.params, obs)
-        if not p.mpc:
+        if not cfg.mpc:
             action, _, mode = model.pi(state.params, z, k_plan)
             return carry, mode if eval else action, {}
         prev = planning.reset_plan(carry, is_first)

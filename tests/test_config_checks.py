@@ -14,18 +14,36 @@ import pytest
 
 from agents.config import TrainConfig
 from agents.dreamer import DreamerConfig
-from agents.tdmpc2 import PlannerConfig, TDMPC2Config
+from agents.tdmpc2 import TDMPC2Config
 from worldmodels.checks import Range, check_config
+from worldmodels.planner_configs import (
+    CEMConfig,
+    GradientShootingConfig,
+    MPPIConfig,
+    RandomShootingConfig,
+)
 from worldmodels.rssm_config import _PRESETS, RSSMConfig
 from worldmodels.tdmpc import TDMPCConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = (TDMPCConfig, RSSMConfig, PlannerConfig, TDMPC2Config, DreamerConfig, TrainConfig)
+PLANNER_CONFIGS = (RandomShootingConfig, CEMConfig, MPPIConfig, GradientShootingConfig)
+CONFIGS = (TDMPCConfig, RSSMConfig, *PLANNER_CONFIGS, TDMPC2Config, DreamerConfig, TrainConfig)
+REQUIRED = {"horizon": 3}  # values for the fields without a default (the planners' horizon)
+
+
+def _build(cls, **kwargs):
+    """`cls(**kwargs)`, with `REQUIRED` values for any field that has no default."""
+    required = {
+        f.name: REQUIRED[f.name]
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    return cls(**(required | kwargs))
 
 
 def _float_fields(cls) -> list[str]:
     """Fields of `cls` declared `float` (or holding a float by default)."""
-    default = cls()
+    default = _build(cls)
     return [
         f.name
         for f in dataclasses.fields(cls)
@@ -57,7 +75,9 @@ def test_the_float_fields_are_found():
         _float_fields(TDMPC2Config)
     )
     assert {"vmin", "rho", "reward_coef", "entropy_coef"} <= set(_float_fields(TDMPCConfig))
-    assert {"min_std", "max_std", "temperature"} <= set(_float_fields(PlannerConfig))
+    assert {"min_std", "max_std", "temperature"} <= set(_float_fields(MPPIConfig))
+    assert {"min_std", "max_std"} <= set(_float_fields(CEMConfig))
+    assert {"learning_rate", "init_std"} <= set(_float_fields(GradientShootingConfig))
     assert {"unimix", "free_nats", "vmax"} <= set(_float_fields(RSSMConfig))
     assert {"model_lr", "lam", "retnorm_high"} <= set(_float_fields(DreamerConfig))
     assert len(FLOAT_CASES) == 3 * sum(len(_float_fields(cls)) for cls in CONFIGS)
@@ -69,7 +89,7 @@ def test_the_float_fields_are_found():
 def test_non_finite_floats_are_refused(cls, name, value):
     message = rf"^{cls.__name__}\.{name} must be a finite number, got {re.escape(repr(value))}$"
     with pytest.raises(ValueError, match=message):
-        cls(**{name: value})
+        _build(cls, **{name: value})
 
 
 RANGE_CASES = [
@@ -120,12 +140,16 @@ RANGE_CASES = [
     ),
     (TDMPCConfig, dict(num_q=1), r"TDMPCConfig\.num_q must be an int >= 2, got 1"),
     (TDMPCConfig, dict(latent_dim=12), r"TDMPCConfig\.latent_dim \(12\) must be a multiple"),
-    # MPPI
-    (PlannerConfig, dict(min_std=0.0), r"PlannerConfig\.min_std must be > 0, got 0\.0"),
-    (PlannerConfig, dict(min_std=3.0), r"PlannerConfig\.min_std \(3\.0\) must be <= max_std"),
-    (PlannerConfig, dict(max_std=-1.0), r"PlannerConfig\.max_std must be > 0"),
-    (PlannerConfig, dict(temperature=-1.0), r"PlannerConfig\.temperature must be > 0"),
-    (PlannerConfig, dict(num_pi_trajs=-1), r"PlannerConfig\.num_pi_trajs must be an int >= 0"),
+    # Planners (more in tests/worldmodels/test_planning.py)
+    (MPPIConfig, dict(min_std=-0.1), r"MPPIConfig\.min_std must be >= 0, got -0\.1"),
+    (MPPIConfig, dict(min_std=3.0), r"MPPIConfig\.min_std \(3\.0\) must be <= max_std"),
+    (MPPIConfig, dict(max_std=-1.0), r"MPPIConfig\.max_std must be > 0"),
+    (MPPIConfig, dict(temperature=-1.0), r"MPPIConfig\.temperature must be > 0"),
+    (MPPIConfig, dict(num_pi_trajs=-1), r"MPPIConfig\.num_pi_trajs must be an int >= 0"),
+    (MPPIConfig, dict(horizon=0), r"MPPIConfig\.horizon must be an int >= 1, got 0"),
+    (CEMConfig, dict(num_elites=65, num_samples=64), r"CEMConfig\.num_elites \(65\) must be <="),
+    (RandomShootingConfig, dict(num_samples=0), r"RandomShootingConfig\.num_samples must be"),
+    (GradientShootingConfig, dict(init_std=-1.0), r"GradientShootingConfig\.init_std must be >= 0"),
     # RSSM
     (RSSMConfig, dict(unimix=-0.1), r"RSSMConfig\.unimix must be in \[0, 1\), got -0\.1"),
     (RSSMConfig, dict(unimix=1.0), r"RSSMConfig\.unimix must be in \[0, 1\)"),
@@ -159,7 +183,7 @@ RANGE_CASES = [
 )
 def test_out_of_range_values_are_refused(cls, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        cls(**kwargs)
+        _build(cls, **kwargs)
 
 
 def test_defaults_and_presets_construct():
@@ -174,7 +198,10 @@ def test_defaults_and_presets_construct():
     # ints are numbers for float fields, and the range bounds are inclusive where documented
     TDMPC2Config(lr=1, grad_clip_norm=20, tau=1.0, discount_min=0.9, discount_max=0.9)
     TDMPCConfig(consistency_coef=0.0, entropy_coef=0.0, rho=1.0, discount=1.0)
-    PlannerConfig(min_std=2.0, max_std=2.0)
+    MPPIConfig(horizon=3, min_std=2.0, max_std=2.0)
+    MPPIConfig(horizon=3, min_std=0.0)  # a std may collapse to zero
+    for cls in PLANNER_CONFIGS:
+        _build(cls)
     RSSMConfig(unimix=0.0, free_nats=0.0)
     DreamerConfig(lam=0.0, min_std=1.0, max_std=1.0, retnorm_low=0.0, retnorm_high=100.0)
 

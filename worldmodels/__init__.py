@@ -12,10 +12,18 @@ Imports jax, flax and optax only (never Brax, never `agents`). Every piece works
   ...                horizon=5, action_size=1)
   >>> plan.action.shape
   (1,)
+  >>> cfg = wm.MPPIConfig(horizon=5, num_samples=64, num_elites=8)   # the search, checked once
+  >>> wm.mppi(jax.random.key(0), (jnp.array(1.0), jnp.array(0.0)), step_fn, cfg,
+  ...         action_size=1).actions.shape
+  (5, 1)
 """
 
 from worldmodels import dists, nets, sequence
 from worldmodels.planning import (
+    CEMConfig,
+    GradientShootingConfig,
+    MPPIConfig,
+    RandomShootingConfig,
     cem,
     gradient_shooting,
     initial_plan,
@@ -32,9 +40,13 @@ from worldmodels.tdmpc import TDMPCConfig, TDMPCModel, make_tdmpc_model
 from worldmodels.types import PlanOutput, PriorFn, StepFn, ValueFn, WorldModel
 
 __all__ = [
+    "CEMConfig",
+    "GradientShootingConfig",
+    "MPPIConfig",
     "PlanOutput",
     "PriorFn",
     "RSSMConfig",
+    "RandomShootingConfig",
     "RSSMModel",
     "RSSMState",
     "StepFn",

@@ -32,6 +32,7 @@ def test_train_help_shows_config_flags(capsys):
         "--seed",
         "--model.latent-dim",
         "--planner.num-samples",
+        "--mpc",
         "--resume",
         "--overwrite",
     ):

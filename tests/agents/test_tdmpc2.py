@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents.tdmpc2 import PlannerConfig, TDMPC2Config, episode_discount, make_tdmpc2
+from agents.tdmpc2 import TDMPC2Config, episode_discount, make_tdmpc2
 from agents.types import EnvSpec, Transition
+from worldmodels import MPPIConfig
 
 SPEC = EnvSpec(
     name="toy", obs_size=4, action_size=2, num_envs=3, episode_length=50, action_repeat=1
@@ -90,9 +91,7 @@ def test_update_moves_params_and_target_slowly(jitted):
 
 
 def test_policy_only_mode(jitted):
-    agent = make_tdmpc2(
-        dataclasses.replace(CFG, planner=dataclasses.replace(CFG.planner, mpc=False)), SPEC
-    )
+    agent = make_tdmpc2(dataclasses.replace(CFG, mpc=False), SPEC)
     state = jitted["state"]
     carry = agent.initial_carry(state, 3)
     _, action, _ = agent.act(
@@ -152,8 +151,40 @@ def test_alive_bonus_tasks_discount_over_the_whole_episode(monkeypatch):
     ],
 )
 def test_bad_planner_config_names_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
-        PlannerConfig(**{field: value})
+    with pytest.raises(ValueError, match=rf"MPPIConfig\.{field}"):
+        MPPIConfig(**({"horizon": 3} | {field: value}))
+
+
+def test_presets_plan_with_mppi_configs():
+    # The official MPPI settings are MPPIConfig's own defaults, not a copy of them.
+    assert TDMPC2Config().planner == MPPIConfig(horizon=3)
+    assert TDMPC2Config().mpc and TDMPC2Config.cpu().mpc
+    assert TDMPC2Config.cpu().planner == MPPIConfig(
+        horizon=3, num_samples=64, num_elites=8, num_pi_trajs=8, iterations=3
+    )
+    assert CFG.planner == MPPIConfig(
+        horizon=3, num_samples=16, num_elites=4, num_pi_trajs=4, iterations=2
+    )
+    assert CFG.sequence_length == CFG.planner.horizon == 3
+
+
+def test_the_agent_passes_its_planner_config_whole(monkeypatch, jitted):
+    import agents.tdmpc2 as tdmpc2
+
+    seen = []
+    real = tdmpc2.planning.mppi
+    monkeypatch.setattr(
+        tdmpc2.planning, "mppi", lambda *a, **kw: seen.append((a[3], set(kw))) or real(*a, **kw)
+    )
+    agent = make_tdmpc2(CFG, SPEC)
+    state = jitted["state"]
+    jax.eval_shape(
+        lambda: agent.act(state, agent.initial_carry(state, 3), jnp.zeros((3, 4)),
+                          jnp.ones(3, bool), jax.random.key(0), False)
+    )  # fmt: skip
+    cfg, keywords = seen[0]
+    assert cfg is CFG.planner
+    assert keywords == {"action_size", "value_fn", "prior_fn", "prev", "discount"}
 
 
 def test_bad_agent_config_names_the_field():

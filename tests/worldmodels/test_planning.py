@@ -6,6 +6,7 @@ tests compile without XLA's backend optimisations, which halves compile time.
 """
 
 import contextlib
+import dataclasses
 import doctest
 from functools import partial
 
@@ -15,8 +16,12 @@ import numpy as np
 import optax
 import pytest
 
-from worldmodels import planning
+from worldmodels import planner_configs, planning
 from worldmodels.planning import (
+    CEMConfig,
+    GradientShootingConfig,
+    MPPIConfig,
+    RandomShootingConfig,
     cem,
     gradient_shooting,
     initial_plan,
@@ -349,9 +354,9 @@ def test_prior_counts_toward_num_elites_and_traces(planner, key):
 
 def jitted(planner):
     """`planner` compiled as one program (the examples' own code, without eager dispatch)."""
-    return lambda key, root, step_fn, **kw: jit(lambda k, r: planner(k, r, step_fn, **kw))(
-        key, root
-    )
+    return lambda key, root, step_fn, *args, **kw: jit(
+        lambda k, r: planner(k, r, step_fn, *args, **kw)
+    )(key, root)
 
 
 def test_docstring_examples_run():
@@ -359,6 +364,8 @@ def test_docstring_examples_run():
     globs = {"jax": jax, "jnp": jnp} | {p.__name__: jitted(p) for p in planners}
     result = doctest.testmod(planning, extraglobs=globs)
     assert result.failed == 0 and result.attempted >= 4
+    result = doctest.testmod(planner_configs)  # builds configs only: nothing to compile
+    assert result.failed == 0 and result.attempted >= 2
 
 
 def readme_step(latent, action, key):
@@ -493,3 +500,166 @@ def test_good_model_outputs_pass_the_checks(planner, key):
     for root in (README_ROOT, (1.0, 0.0)):
         out = trace_plan(planner, key, root=root, prior_fn=GOOD_PRIOR)
         assert out.actions.shape == (3, 1) and out.value.shape == ()
+
+
+CONFIG_OF = {
+    random_shooting: RandomShootingConfig,
+    cem: CEMConfig,
+    mppi: MPPIConfig,
+    gradient_shooting: GradientShootingConfig,
+}
+
+
+def jaxpr_of(planner, key, *args, **kwargs):
+    """The traced program of one plan on the README point mass: equal text, equal computation
+    (the same ops on the same keys, so bit-identical outputs), at no compile cost."""
+    call = lambda k: planner(
+        k, README_ROOT, readme_step, *args, action_size=1, value_fn=GOOD_VALUE,
+        prior_fn=GOOD_PRIOR, **kwargs,
+    )  # fmt: skip
+    return str(jax.make_jaxpr(call)(key))
+
+
+@pytest.mark.parametrize("planner", CONFIG_OF)
+def test_config_form_equals_keyword_form(planner, key):
+    fields = dict(horizon=3) | TINY[planner]
+    keywords = jaxpr_of(planner, key, **fields)
+    assert jaxpr_of(planner, key, CONFIG_OF[planner](**fields)) == keywords
+    # A config and keywords replacing some of its fields: the same as keywords alone.
+    base = CONFIG_OF[planner](**(fields | dict(horizon=5)))
+    assert jaxpr_of(planner, key, base, **fields) == keywords
+    assert jaxpr_of(planner, key, base) != keywords  # the keywords did change the plan
+
+
+def test_config_form_gives_the_same_plan_bit_for_bit(key):
+    cfg = MPPIConfig(horizon=3, num_samples=8, num_elites=2, num_pi_trajs=2, iterations=2)
+    run = lambda *args, **kw: jit(
+        lambda k: mppi(k, README_ROOT, readme_step, *args, action_size=1, prior_fn=GOOD_PRIOR,
+                       value_fn=GOOD_VALUE, **kw)
+    )(key)  # fmt: skip
+    by_config = run(cfg)
+    by_keywords = run(**dataclasses.asdict(cfg))
+    by_override = run(dataclasses.replace(cfg, iterations=5), iterations=2)
+    for out in (by_keywords, by_override):
+        jax.tree.map(np.testing.assert_array_equal, by_config, out)
+
+
+def test_default_configs_are_the_old_keyword_defaults():
+    # MPPI's are the official TD-MPC2 settings (its temperature 0.5 is our 2.0, see MPPIConfig).
+    assert MPPIConfig(horizon=3) == MPPIConfig(
+        horizon=3, num_samples=512, num_elites=64, num_pi_trajs=24, iterations=6,
+        temperature=2.0, min_std=0.05, max_std=2.0,
+    )  # fmt: skip
+    assert CEMConfig(horizon=3) == CEMConfig(
+        horizon=3, num_samples=512, num_elites=64, num_pi_trajs=0, iterations=6, min_std=0.05,
+        max_std=2.0,
+    )  # fmt: skip
+    assert RandomShootingConfig(horizon=3) == RandomShootingConfig(
+        horizon=3, num_samples=512, num_pi_trajs=24
+    )
+    assert GradientShootingConfig(horizon=3) == GradientShootingConfig(
+        horizon=3, num_samples=8, num_pi_trajs=1, iterations=50, learning_rate=0.05,
+        init_std=0.3, optimizer=None,
+    )  # fmt: skip
+    for cls in CONFIG_OF.values():
+        with pytest.raises(TypeError, match="horizon"):
+            cls()
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            cls(horizon=3).horizon = 4
+
+
+BAD_CONFIGS = [
+    (cls, kwargs, rf"^{cls.__name__}\.{message}")
+    for cls in CONFIG_OF.values()
+    for kwargs, message in [
+        (dict(horizon=0), r"horizon must be an int >= 1, got 0$"),
+        (dict(horizon=2.0), r"horizon must be an int >= 1, got 2\.0$"),
+        (dict(horizon=jnp.int32(3)), r"horizon must be an int >= 1"),  # counts fix shapes
+        (dict(num_samples=0), r"num_samples must be an int >= 1, got 0$"),
+        (dict(num_samples=True), r"num_samples must be an int >= 1, got True$"),
+        (dict(num_pi_trajs=-1), r"num_pi_trajs must be an int >= 0, got -1$"),
+    ]
+]
+BAD_CONFIGS += [
+    (cls, kwargs, rf"^{cls.__name__}\.{message}")
+    for cls in (CEMConfig, MPPIConfig)
+    for kwargs, message in [
+        (dict(num_elites=0), r"num_elites must be an int >= 1, got 0$"),
+        (dict(iterations=0), r"iterations must be an int >= 1, got 0$"),
+        (dict(min_std=-0.1), r"min_std must be >= 0, got -0\.1$"),
+        (dict(max_std=0.0), r"max_std must be > 0, got 0\.0$"),
+        (dict(min_std=3.0), r"min_std \(3\.0\) must be <= max_std \(2\.0\)$"),
+        (dict(max_std=float("inf")), r"max_std must be a finite number, got inf$"),
+        (
+            dict(num_samples=8, num_elites=9, num_pi_trajs=0),
+            r"num_elites \(9\) must be <= num_samples \+ num_pi_trajs \(8 \+ 0\)$",
+        ),
+    ]
+]
+BAD_CONFIGS += [
+    (MPPIConfig, dict(temperature=0.0), r"^MPPIConfig\.temperature must be > 0, got 0\.0$"),
+    (MPPIConfig, dict(temperature=float("nan")), r"^MPPIConfig\.temperature must be a finite"),
+    (GradientShootingConfig, dict(iterations=0), r"^GradientShootingConfig\.iterations must be"),
+    (
+        GradientShootingConfig,
+        dict(learning_rate=-1.0),
+        r"^GradientShootingConfig\.learning_rate must be > 0, got -1\.0$",
+    ),
+    (
+        GradientShootingConfig,
+        dict(init_std=-1.0),
+        r"^GradientShootingConfig\.init_std must be >= 0, got -1\.0$",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, message",
+    BAD_CONFIGS,
+    ids=[f"{c.__name__}-{'-'.join(kw)}-{i}" for i, (c, kw, _) in enumerate(BAD_CONFIGS)],
+)
+def test_bad_config_fields_raise_naming_class_and_field(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**(dict(horizon=3) | kwargs))
+
+
+@pytest.mark.parametrize("planner", CONFIG_OF)
+def test_a_bad_field_raises_in_either_form(planner, key):
+    cls = CONFIG_OF[planner]
+    with pytest.raises(ValueError, match=rf"{cls.__name__}\.num_samples must be an int >= 1"):
+        planner(key, README_ROOT, readme_step, horizon=3, action_size=1, num_samples=0)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}\.num_samples must be an int >= 1"):
+        planner(key, README_ROOT, readme_step, cls(horizon=3), action_size=1, num_samples=0)
+
+
+@pytest.mark.parametrize("planner", CONFIG_OF)
+def test_unknown_keyword_is_a_type_error_naming_it_and_the_config(planner, key):
+    name = CONFIG_OF[planner].__name__
+    with pytest.raises(TypeError, match=rf"{planner.__name__}\(\).*'num_sample'.*{name}"):
+        planner(key, README_ROOT, readme_step, horizon=3, action_size=1, num_sample=8)
+    with pytest.raises(TypeError, match=rf"'bogus'.*{name}"):
+        planner(key, README_ROOT, readme_step, CONFIG_OF[planner](horizon=3), action_size=1,
+                bogus=1)  # fmt: skip
+
+
+def test_other_planners_fields_and_configs_are_refused(key):
+    with pytest.raises(TypeError, match=r"cem\(\).*'temperature'.*CEMConfig"):
+        cem(key, README_ROOT, readme_step, horizon=3, action_size=1, temperature=1.0)
+    with pytest.raises(TypeError, match=r"mppi\(\) takes a MPPIConfig as cfg, got CEMConfig"):
+        mppi(key, README_ROOT, readme_step, CEMConfig(horizon=3), action_size=1)
+    with pytest.raises(TypeError, match=r"mppi\(\) needs a MPPIConfig as cfg, or horizon="):
+        mppi(key, README_ROOT, readme_step, action_size=1)
+
+
+def test_traced_temperature_passes_unchecked(key):
+    # An annealed temperature under jit: the config cannot compare a tracer, so it does not.
+    small = dict(horizon=3, num_samples=4, num_elites=2, num_pi_trajs=0, iterations=1)
+
+    def plan(t):
+        by_keyword = mppi(key, README_ROOT, readme_step, action_size=1, temperature=t, **small)
+        by_config = mppi(key, README_ROOT, readme_step, MPPIConfig(temperature=t, **small),
+                         action_size=1)  # fmt: skip
+        return by_keyword, by_config
+
+    shapes = jax.eval_shape(plan, 0.5)
+    assert shapes[0].actions.shape == shapes[1].actions.shape == (3, 1)
