@@ -329,7 +329,7 @@ def test_env_trains_one_chunk(name):
 
 
 def test_pixels_train_one_chunk_with_collection_in_the_scan(count_compiles):
-    """`wm train --agent dreamer --obs pixels`: frames rendered on device, CNN world model."""
+    """`wm train dreamer --obs pixels`: frames rendered on device, CNN world model."""
     cfg = dataclasses.replace(TINY, obs="pixels", image_size=16, replay_capacity=100)
     spec, _, trainer = build(cfg)
     assert spec.image_shape == (16, 16, 3)
