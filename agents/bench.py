@@ -265,8 +265,10 @@ def bench_train(cfg: TrainConfig, repeats: int = 3) -> dict:
     """Compile time of the first train chunk and env steps/s of train chunks (no evaluation)."""
     from agents.run import build
 
+    from agents.train import seed_keys
+
     _, _, trainer = build(cfg)
-    state = trainer.init(jax.random.key(cfg.seed))
+    state = trainer.init(seed_keys(cfg))
     state, _ = trainer.seed_chunk(state)
     t = time.perf_counter()
     compiled = trainer.train_chunk.lower(state).compile()

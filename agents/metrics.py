@@ -21,7 +21,7 @@ def reduce_seeds(metrics: dict, num_seeds: int) -> dict:
 
     Every metric becomes its mean over the seeds (NaN seeds skipped); `eval/return` and
     `train/return` also keep the per-seed values (`<name>_seeds`, a list) and their spread
-    (`<name>_std`, `<name>_min`, `<name>_max`). Counts (`updates`, `nonfinite_updates`,
+    (`<name>_seeds_std`, `_seeds_min`, `_seeds_max`). Counts (`updates`, `nonfinite_updates`,
     `train/episodes`) are summed over the seeds.
     """
     if num_seeds == 1:
@@ -39,7 +39,7 @@ def reduce_seeds(metrics: dict, num_seeds: int) -> dict:
         )
         if k in PER_SEED:
             out[f"{k}_seeds"] = [float(x) for x in v]
-            out[f"{k}_std"], out[f"{k}_min"], out[f"{k}_max"] = (
+            out[f"{k}_seeds_std"], out[f"{k}_seeds_min"], out[f"{k}_seeds_max"] = (
                 float(f(v)) for f in (np.nanstd, np.nanmin, np.nanmax)
             )
     return out
@@ -112,7 +112,7 @@ def plot_curve(rows: list[dict], path: Path, title: str = "") -> None:
         line = ax.plot(xs, [r[key] for r in pts], style, label=key,
                        alpha=1.0 if key.startswith("eval") else 0.4)[0]  # fmt: skip
         if key.startswith("eval") and all(f"{key}_seeds" in r for r in pts):
-            lo, hi = ([r[f"{key}_{b}"] for r in pts] for b in ("min", "max"))
+            lo, hi = ([r[f"{key}_seeds_{b}"] for r in pts] for b in ("min", "max"))
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, label="seeds' range")
             for per_seed in zip(*(r[f"{key}_seeds"] for r in pts), strict=True):
                 ax.plot(xs, per_seed, "-", color=line.get_color(), alpha=0.25, lw=0.8)

@@ -47,17 +47,49 @@ def test_four_seeds_give_four_curves_and_their_mean(four_seeds):
     for r in evals:
         seeds = r["eval/return_seeds"]
         assert len(seeds) == 4 and r["eval/return"] == pytest.approx(np.mean(seeds))
-        assert r["eval/return_min"] == min(seeds) and r["eval/return_max"] == max(seeds)
-        assert r["eval/return_std"] == pytest.approx(np.std(seeds))
+        assert r["eval/return_seeds_min"] == min(seeds) == pytest.approx(min(seeds))
+        assert r["eval/return_seeds_max"] == max(seeds)
+        assert r["eval/return_seeds_std"] == pytest.approx(np.std(seeds))
     curves = {tuple(r["eval/return_seeds"][k] for r in evals) for k in range(4)}
     assert len(curves) == 4, curves  # four different seeds, not one copied
     assert (four_seeds / "curve.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("k", [0, 3])
-def test_seed_k_of_the_batch_is_the_one_seed_run_with_seed_k(four_seeds, tmp_path, k):
-    out = tmp_path / "one"
-    run_training(dataclasses.replace(CFG, seed=k), out, progress=False, log=_quiet)
-    alone = [r["eval/return"] for r in _evals(out)]
-    batched = [r["eval/return_seeds"][k] for r in _evals(four_seeds)]
-    np.testing.assert_allclose(batched, alone, rtol=1e-3, atol=1e-2)
+def _leaves(state):
+    import jax
+
+    return [
+        np.asarray(
+            jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+        )
+        for x in jax.tree.leaves(state)
+    ]
+
+
+def test_seed_k_of_the_batch_is_the_one_seed_run_with_seed_k():
+    """Equal up to float rounding after a chunk of training: the vmapped matmuls round
+    differently, and over further chunks RL amplifies that (a plan's argmax or an episode's end
+    flips), so the check is on the state after one chunk of collection and updates."""
+    import jax
+
+    from agents.run import build
+    from agents.train import eval_keys, seed_keys
+
+    batched = dataclasses.replace(CFG, num_seeds=4)
+    _, _, many = build(batched)
+    state, _ = many.seed_chunk(many.init(seed_keys(batched)))
+    state, _ = many.train_chunk(state)
+    evals = many.evaluate(state.agent, eval_keys(batched, 160))["eval/return"]
+    for k in (0, 3):
+        one = dataclasses.replace(CFG, seed=k)
+        _, _, trainer = build(one)
+        alone, _ = trainer.seed_chunk(trainer.init(seed_keys(one)))
+        alone, _ = trainer.train_chunk(alone)
+        mine = jax.tree.map(lambda x, k=k: x[k], state)
+        for a, b in zip(_leaves(mine), _leaves(alone), strict=True):
+            if a.dtype.kind == "f":
+                np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+            else:  # replay rows, counters, keys: exactly the one-seed run's
+                np.testing.assert_array_equal(a, b)
+        ret = trainer.evaluate(alone.agent, eval_keys(one, 160))["eval/return"]
+        assert float(evals[k]) == pytest.approx(float(ret), rel=1e-3, abs=1e-2)
