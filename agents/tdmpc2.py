@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from agents.types import Agent, EnvSpec
+from agents.types import Agent, EnvSpec, check_spec_sizes
 from worldmodels import planning
 from worldmodels.checks import Range, check_config, check_order
 from worldmodels.tdmpc import TDMPCConfig, make_tdmpc_model, same_episode
@@ -188,7 +188,7 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             cfg.model, discount=episode_discount(cfg, spec.episode_length, spec.alive_bonus)
         ),
     )
-    model, p = make_tdmpc_model(cfg.model), cfg.planner
+    model, p = make_tdmpc_model(cfg.model, spec.obs_size, spec.action_size), cfg.planner
     model_tx = optax.chain(
         optax.clip_by_global_norm(cfg.grad_clip_norm),
         optax.multi_transform(
@@ -205,7 +205,8 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
         return {k: v for k, v in params.items() if k != "pi"}, params["pi"]
 
     def init(key, env_spec: EnvSpec = spec) -> TDMPC2State:
-        params = model.init(key, env_spec.obs_size, env_spec.action_size)
+        check_spec_sizes(env_spec, spec)
+        params = model.init(key)
         rest, pi = split(params)
         return TDMPC2State(
             params=params,

@@ -1,4 +1,8 @@
-"""Agent-side containers: the `Agent` contract, the environment spec, and a stored transition."""
+"""Agent-side containers: the `Agent` contract and the environment spec.
+
+`Transition` and `Context`, the batch schema the models' losses read, live in `worldmodels.types`;
+they are re-exported here, so `from agents.types import Transition` keeps working.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ from typing import Any, NamedTuple
 
 import jax
 from flax import struct
+
+from worldmodels.types import Context, Transition
+
+__all__ = ["Agent", "AgentState", "Context", "EnvSpec", "Transition", "check_spec_sizes"]
 
 Array = jax.Array
 AgentState = Any  # each agent defines its own `flax.struct.dataclass`
@@ -46,44 +54,19 @@ class EnvSpec:
         return self.image_shape or (self.obs_size,)
 
 
-@struct.dataclass
-class Transition:
-    """One agent step for a batch of envs (`[N, ...]`), or a sampled sequence (`[T, B, ...]`).
+def check_spec_sizes(env_spec: EnvSpec, built_for: EnvSpec) -> None:
+    """Raises unless `env_spec` has the observation and action sizes an agent was built for.
 
-    Attributes:
-      obs: `[..., O]` the observation the action was taken from (`[..., H, W, C]` uint8 for
-        pixel observations; `next_obs` likewise).
-      action: `[..., A]`.
-      reward: `[...]` summed over the action repeat.
-      next_obs: `[..., O]` the observation after the step, the true final one when the episode
-        ended (never the auto-reset observation).
-      terminated: `[...]` bool: the episode ended by failure (no bootstrap).
-      done: `[...]` bool: the episode ended (terminated or truncated by the time limit).
-      context: None, or (for agents with `Agent.context`) a `Context` stored with the step: the
-        agent's recurrent state at `obs`, refreshed by training (DreamerV3's replay context).
+    An agent's model is sized when `make_<agent>(cfg, spec)` builds it; `Agent.init` still takes
+    the spec (the loop passes it) and checks it with this.
     """
-
-    obs: Array
-    action: Array
-    reward: Array
-    next_obs: Array
-    terminated: Array
-    done: Array
-    context: Any = None
-
-
-@struct.dataclass
-class Context:
-    """An agent's recurrent state at a stored step, `[...]` like the Transition it rides in.
-
-    Attributes:
-      value: pytree from `Agent.context` (e.g. the RSSM posterior latent of `obs`).
-      first: bool: `value` is not to be trusted as a continuation (the step starts an episode, or
-        it was collected with random actions, before the agent acted): start from scratch there.
-    """
-
-    value: Any
-    first: Array
+    got = (env_spec.obs_shape, env_spec.action_size)
+    want = (built_for.obs_shape, built_for.action_size)
+    if got != want:
+        raise ValueError(
+            f"Agent.init: env_spec has (obs_shape, action_size) {got}, but the agent was built "
+            f"for {want}: build it with make_<agent>(cfg, env_spec)"
+        )
 
 
 class Agent(NamedTuple):

@@ -29,19 +29,47 @@ from worldmodels.rssm_config import RSSMConfig
 from worldmodels.scan import hoisted_scan
 from worldmodels.sequence import imagine, observe_sequence
 from worldmodels.tdmpc import TDMPCConfig, TDMPCModel, make_tdmpc_model
-from worldmodels.types import PlanOutput, PriorFn, StepFn, ValueFn, WorldModel
+from worldmodels.types import (
+    Context,
+    ImagineFn,
+    InitFn,
+    InitialFn,
+    LossFn,
+    ObserveFn,
+    PlanOutput,
+    PredictFn,
+    PriorFn,
+    StepFn,
+    StepOutput,
+    Transition,
+    TransitionFn,
+    ValueFn,
+    WorldModel,
+    as_world_model,
+)
 
 __all__ = [
+    "Context",
+    "ImagineFn",
+    "InitFn",
+    "InitialFn",
+    "LossFn",
+    "ObserveFn",
     "PlanOutput",
+    "PredictFn",
     "PriorFn",
     "RSSMConfig",
     "RSSMModel",
     "RSSMState",
     "StepFn",
+    "StepOutput",
     "TDMPCConfig",
     "TDMPCModel",
+    "Transition",
+    "TransitionFn",
     "ValueFn",
     "WorldModel",
+    "as_world_model",
     "cem",
     "discounted_return",
     "dists",
