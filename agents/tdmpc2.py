@@ -27,6 +27,7 @@ from flax import struct
 from agents.types import Agent, EnvSpec, check_spec_sizes
 from worldmodels import planning
 from worldmodels.checks import Range, check_config, check_order
+from worldmodels.model_step import model_prior_fn, model_step_fn, model_value_fn
 from worldmodels.tdmpc import TDMPCConfig, make_tdmpc_model, same_episode
 
 
@@ -222,24 +223,16 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs, *x.shape)), plan)
 
     def plan_one(params, z, prev, key):
-        # The latent carries an "alive" weight so predicted terminations zero later rewards/values.
-        def step_fn(latent, action, k):
-            z, alive = latent
-            z2 = model.next(params, z, action)
-            reward = alive * model.reward(params, z, action)
-            alive = alive * (1.0 - model.termination(params, z2)) if cfg.model.episodic else alive
-            return (z2, alive), reward
-
+        # The root `(z, 1)` is `worldmodels.model_root(z)`: the latent carries an "alive" weight,
+        # so predicted terminations (`StepOutput.cont`) zero later rewards and the value.
+        step_fn = model_step_fn(model, params)
         # One pair of Q-functions per plan, as in TD-MPC2: a key closed over here is the same for
         # every sample, whereas a per-sample key would gather Q weights per sample under vmap.
         key, k_q = jax.random.split(key)
-
-        def value_fn(latent, k):
-            z, alive = latent
-            return alive * model.q(params, z, model.pi(params, z, k)[0], k_q, "avg")
-
-        def prior_fn(latent, k):
-            return model.pi(params, latent[0], k)[0]
+        value_fn = model_value_fn(
+            lambda z, k: model.q(params, z, model.pi(params, z, k)[0], k_q, "avg")
+        )
+        prior_fn = model_prior_fn(lambda z, k: model.pi(params, z, k)[0])
 
         return planning.mppi(
             key,

@@ -15,6 +15,7 @@ Imports jax, flax and optax only (never Brax, never `agents`). Every piece works
 """
 
 from worldmodels import dists, nets, sequence
+from worldmodels.model_step import model_prior_fn, model_root, model_step_fn, model_value_fn
 from worldmodels.planning import (
     cem,
     gradient_shooting,
@@ -79,6 +80,10 @@ __all__ = [
     "initial_plan",
     "make_rssm",
     "make_tdmpc_model",
+    "model_prior_fn",
+    "model_root",
+    "model_step_fn",
+    "model_value_fn",
     "mppi",
     "nets",
     "observe_sequence",
