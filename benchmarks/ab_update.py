@@ -1,14 +1,25 @@
-"""Paired A/B of the Dreamer update: a git ref against the working tree, calls alternating.
+"""Paired A/B of an agent's update or plan: a git ref against the working tree, calls alternating.
 
 This host's speed drifts by up to 1.8x within minutes, so two separate benchmark runs cannot tell
-a few percent apart. Here each side's `update` (DreamerV3 defaults at a size preset, a 16 x 64
-batch, as `benchmarks/throughput.py`) is compiled in its own process, the baseline's with
+a few percent apart. Here each side's call is compiled in its own process, the baseline's with
 `PYTHONPATH` at a temporary `git worktree` of the ref, and the two processes then take turns, one
 call each per round (the order flips every round). The medians and the median of the per-round
 ratios (working tree / baseline) are printed; below 1 the working tree is faster.
 
+What is timed (`--what`), always on hopper (`agents.envs.make_env("hopper")`):
+  dreamer-update  DreamerV3's `update` at a size preset on a 16 x 64 batch, as
+                  `benchmarks/throughput.py` (the default)
+  tdmpc2-update   `TDMPC2Config.cpu()`'s `update` on a `[horizon, batch_size]` batch, as
+                  `agents/bench.py` builds it
+  tdmpc2-plan     `TDMPC2Config.cpu()`'s `act` on 4 envs (`eval=False`), as `wm train` calls it
+
+The child code runs against both trees, whose agent APIs may differ, so it uses only what both
+can be expected to have: configs from `TDMPC2Config.cpu()`, `agent.init(key)` (or the older
+`agent.init(key, spec)`), and outputs only passed to `block_until_ready`.
+
   python benchmarks/ab_update.py HEAD~1                # the last commit's change
   python benchmarks/ab_update.py main --size size12m --rounds 10
+  python benchmarks/ab_update.py main --what tdmpc2-plan
 """
 
 from __future__ import annotations
@@ -25,40 +36,71 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def child(size: str) -> None:
-    """Compile one update, say `ready`, then time one call per line read from stdin."""
+WHAT = ("dreamer-update", "tdmpc2-update", "tdmpc2-plan")
+
+
+def _init(agent, key, spec):
+    """`agent.init(key)`, or `agent.init(key, spec)` on trees whose init still takes the spec."""
+    try:
+        return agent.init(key)
+    except TypeError:
+        return agent.init(key, spec)
+
+
+def _compiled_call(what: str, size: str):
+    """`(compiled, args)`: the one call `what` times, compiled for these arguments."""
+    import jax
+    import jax.numpy as jnp
+
+    from agents.bench import _sequence_batch
+    from agents.envs import make_env
+
+    _, spec = make_env("hopper")
+    if what == "dreamer-update":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from throughput import dreamer_config
+
+        from agents.dreamer import make_dreamer
+
+        agent, (t, b) = make_dreamer(dreamer_config(size), spec), (64, 16)
+    else:
+        from agents.tdmpc2 import TDMPC2Config, make_tdmpc2
+
+        cfg = TDMPC2Config.cpu()
+        agent, (t, b) = make_tdmpc2(cfg, spec), (cfg.sequence_length, cfg.batch_size)
+    state = _init(agent, jax.random.key(0), spec)
+    if what == "tdmpc2-plan":
+        n = 4  # `TrainConfig.num_envs`
+        obs = jax.random.normal(jax.random.key(1), (n, spec.obs_size))
+        args = (state, agent.initial_carry(state, n), obs, jnp.zeros(n, bool), jax.random.key(2))
+        return jax.jit(agent.act, static_argnums=5).lower(*args, False).compile(), args
+    args = (state, _sequence_batch(agent, state, spec, t, b), jax.random.key(3))
+    return jax.jit(agent.update).lower(*args).compile(), args
+
+
+def child(what: str, size: str) -> None:
+    """Compile one call, say `ready`, then time one call per line read from stdin."""
     from agents.hostmem import tune_host_allocator
 
     tune_host_allocator()  # as `benchmarks/throughput.py`, before JAX starts
     import jax
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from throughput import dreamer_config
-
-    from agents.bench import _sequence_batch
-    from agents.dreamer import make_dreamer
-    from agents.envs import make_env
-
-    _, spec = make_env("hopper")
-    agent = make_dreamer(dreamer_config(size), spec)
-    state = agent.init(jax.random.key(0), spec)
-    data = _sequence_batch(agent, state, spec, 64, 16)
-    key = jax.random.key(3)
-    update = jax.jit(agent.update).lower(state, data, key).compile()
-    jax.block_until_ready(update(state, data, key))
+    call, args = _compiled_call(what, size)
+    jax.block_until_ready(call(*args))
     print("ready", flush=True)
     for _ in sys.stdin:
         start = time.perf_counter()
-        jax.block_until_ready(update(state, data, key))
+        jax.block_until_ready(call(*args))
         print(time.perf_counter() - start, flush=True)
 
 
-def compare(trees: dict[str, Path], size: str, rounds: int) -> dict[str, list[float]]:
-    """Seconds per call of each tree's update, `rounds` calls each, alternating."""
+def compare(trees: dict[str, Path], what: str, size: str, rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of each tree's `what`, `rounds` calls each, alternating."""
     procs = {}
     for name, tree in trees.items():
         env = {**os.environ, "PYTHONPATH": str(tree)}
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--size", size]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--what", what]
+        cmd += ["--size", size]
         procs[name] = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tree
         )
@@ -66,7 +108,7 @@ def compare(trees: dict[str, Path], size: str, rounds: int) -> dict[str, list[fl
     try:
         for name, proc in procs.items():
             if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"{name}: the update did not compile (see its stderr above)")
+                raise RuntimeError(f"{name}: {what} did not compile (see its stderr above)")
         order = list(procs)
         for r in range(rounds):
             for name in order if r % 2 == 0 else order[::-1]:
@@ -85,12 +127,15 @@ def compare(trees: dict[str, Path], size: str, rounds: int) -> dict[str, list[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ref", nargs="?", default="HEAD", help="baseline git ref (default HEAD)")
-    parser.add_argument("--size", default="size1m", choices=("size1m", "size12m"))
+    parser.add_argument("--what", default=WHAT[0], choices=WHAT, help="the call timed")
+    parser.add_argument(
+        "--size", default="size1m", choices=("size1m", "size12m"), help="dreamer-update only"
+    )
     parser.add_argument("--rounds", type=int, default=24, help="calls per side (default 24)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.size)
+        return child(args.what, args.size)
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +143,8 @@ def main() -> None:
         git = ["git", "-C", str(ROOT)]
         subprocess.run([*git, "worktree", "add", "-q", "--detach", str(base), args.ref], check=True)
         try:
-            times = compare({args.ref: base, "working tree": ROOT}, args.size, args.rounds)
+            trees = {args.ref: base, "working tree": ROOT}
+            times = compare(trees, args.what, args.size, args.rounds)
         finally:
             subprocess.run([*git, "worktree", "remove", "--force", str(base)], check=False)
     for name, t in times.items():
