@@ -264,7 +264,6 @@ def bench_env(name: str, num_envs: int, steps: int = 200, repeats: int = 5) -> f
 def bench_train(cfg: TrainConfig, repeats: int = 3) -> dict:
     """Compile time of the first train chunk and env steps/s of train chunks (no evaluation)."""
     from agents.run import build
-
     from agents.train import seed_keys
 
     _, _, trainer = build(cfg)

@@ -3,9 +3,9 @@
 One `update` on a `[T, B]` replay batch (DreamerV3, Hafner et al. 2023):
   1. world model: one optimiser step on `RSSMModel.model_loss`, which also gives the posterior
      latents `[T, B]`, the starts of imagination (stop-gradient);
-  2. imagination: `H` prior steps from all `T * B` starts under the actor (one `lax.scan` of
-     the actor and `RSSMModel.prior_step`; reward and continue heads after it), with the updated
-     model;
+  2. imagination: `H` prior steps from all `T * B` starts under the actor, with the updated
+     model (`worldmodels.sequence.imagine`: one `lax.scan` of the actor and the RSSM's prior
+     `transition`, the reward and continue heads once on all steps after it);
   3. lambda-returns of the predicted rewards, bootstrapped with the critic; the continue head
      discounts them and weights every loss by `cumprod(discount * cont) / discount`;
   4. actor: REINFORCE with advantages `(R - v) / max(1, P95 - P5)` (EMA of the return percentiles,
@@ -60,6 +60,7 @@ from worldmodels.checks import Range, check_config, check_order
 from worldmodels.nets import check_image_shape, norm_mlp
 from worldmodels.rssm import RSSMState, make_rssm
 from worldmodels.rssm_config import RSSMConfig
+from worldmodels.sequence import imagine
 
 sg = jax.lax.stop_gradient
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -256,11 +257,6 @@ def return_scale(retnorm: jax.Array, limit: float = 1.0) -> jax.Array:
     return jnp.maximum(limit, retnorm[1] - retnorm[0])
 
 
-def _obs_arg(spec: EnvSpec):
-    """What `RSSMModel.init` takes for the observation: the image shape, or the vector size."""
-    return spec.image_shape if spec.image_shape is not None else spec.obs_size
-
-
 def _actor(cfg: DreamerConfig, model, action_size: int):
     """The actor network and `policy(params, latent) -> (mean [..., A], std [..., A])`.
 
@@ -289,28 +285,17 @@ def _actor(cfg: DreamerConfig, model, action_size: int):
     return net, policy
 
 
-def _imagine(cfg: DreamerConfig, model, policy, actor_params, model_params, start, key):
-    """`cfg.horizon` prior steps from `start [N]` under the actor, in one `lax.scan`.
-
-    Returns `(latents [H, N], actions [H, N, A], {"reward", "cont"} [H, N])` as
-    `worldmodels.sequence.imagine` (same keys, same samples), but only the actor and the prior
-    step (`RSSMModel.prior_step`) run inside the scan: the reward and continue heads run once on
-    all `H * N` latents afterwards, as `H`-times-larger matmuls outside the sequential loop.
-    """
+def _policy_fn(cfg: DreamerConfig, policy, actor_params):
+    """The actor as `sequence.imagine`'s `policy_fn(latent [N], key) -> action [N, A]`: a sample
+    of its Gaussian; with REINFORCE, no gradient flows into the latents or out of the action."""
     dynamics = cfg.actor_grad == "dynamics"
 
-    def body(latent, step_key):
-        policy_key, model_key = jax.random.split(step_key)
+    def policy_fn(latent, key):
         mean, std = policy(actor_params, latent if dynamics else sg(latent))
-        action = mean + std * jax.random.normal(policy_key, mean.shape)
-        action = action if dynamics else sg(action)
-        latent, _ = model.prior_step(model_params, latent, action, model_key)
-        return latent, (latent, action)
+        action = mean + std * jax.random.normal(key, mean.shape)
+        return action if dynamics else sg(action)
 
-    keys = jax.random.split(key, cfg.horizon)
-    _, (latents, actions) = jax.lax.scan(body, start, keys)
-    reward, cont = model.reward(model_params, latents), model.cont(model_params, latents)
-    return latents, actions, {"reward": reward, "cont": cont}
+    return policy_fn
 
 
 def make_imagination(cfg: DreamerConfig, spec: EnvSpec):
@@ -320,14 +305,15 @@ def make_imagination(cfg: DreamerConfig, spec: EnvSpec):
       `(state, start, key) -> (latents [H, N], actions [H, N, A], outs)`: `cfg.horizon` prior
       steps under the actor from the `RSSMState` `start [N]`, with the agent's `DreamerState`.
     """
-    model = make_rssm(cfg.model)
+    model = make_rssm(cfg.model, spec.obs_shape, spec.action_size)
     _, policy = _actor(cfg, model, spec.action_size)
 
-    def imagine(state: DreamerState, start: RSSMState, key):
+    def imagination(state: DreamerState, start: RSSMState, key):
         p = state.params
-        return _imagine(cfg, model, policy, p["actor"], p["model"], start, key)
+        policy_fn = _policy_fn(cfg, policy, p["actor"])
+        return imagine(model, p["model"], start, policy_fn, cfg.horizon, key)
 
-    return imagine
+    return imagination
 
 
 def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
@@ -341,7 +327,7 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
             check_image_shape(spec.image_shape, cfg.model.minres)
         except ValueError as e:
             raise ValueError(f"Dreamer cannot take these frames (--image-size): {e}") from None
-    model, m = make_rssm(cfg.model), cfg.model
+    model, m = make_rssm(cfg.model, spec.obs_shape, spec.action_size), cfg.model
     a_size, bins = spec.action_size, dict(num_bins=m.num_bins, vmin=m.vmin, vmax=m.vmax)
     hidden = (cfg.units,) * cfg.layers
     actor_net, policy = _actor(cfg, model, a_size)
@@ -356,7 +342,7 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
     def init(key) -> DreamerState:
         k_model, k_actor, k_critic = jax.random.split(key, 3)
         params = {
-            "model": model.init(k_model, _obs_arg(spec), spec.action_size),
+            "model": model.init(k_model),
             "actor": actor_net.init(k_actor),
             "critic": critic_net.init(k_critic),
         }
@@ -389,11 +375,10 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
 
     def rollout(actor_params, model_params, start, cont0, key):
         """Imagine from `start [N]`: states `[H + 1, N]`, actions, weights, rewards, continues."""
-        latents, actions, outs = _imagine(
-            cfg, model, policy, actor_params, model_params, start, key
-        )
+        policy_fn = _policy_fn(cfg, policy, actor_params)
+        latents, actions, outs = imagine(model, model_params, start, policy_fn, cfg.horizon, key)
         states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), start, latents)
-        return states, actions, loss_weight(cont0, outs["cont"]), outs["reward"], outs["cont"]
+        return states, actions, loss_weight(cont0, outs.cont), outs.reward, outs.cont
 
     def loss_weight(cont0, cont):
         """`[H + 1, N]` weights of the imagined states: `cumprod(discount * cont) / discount`."""
@@ -481,15 +466,16 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         imagined latents, for the actor, the critic and the slow critic: each `model.feat` of a
         sliced or concatenated trajectory is a copy of `[H, N, F]` floats (40 MB at size1m).
         """
-        latents, actions, outs = _imagine(cfg, model, policy, p["actor"], model_params, start, key)
-        weight = loss_weight(cont0, outs["cont"])
+        policy_fn = _policy_fn(cfg, policy, p["actor"])
+        latents, actions, outs = imagine(model, model_params, start, policy_fn, cfg.horizon, key)
+        weight = loss_weight(cont0, outs.cont)
         taken = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x[:-1]]), start, latents)
         f = model.feat(taken)  # [H, N, F]: the states the actions were taken in
         logits, critic_vjp = jax.vjp(lambda cp: critic_net.apply(cp, f), p["critic"])
         last = value(p["critic"], model.feat(jax.tree.map(lambda x: x[-1], latents)))
         values = jnp.concatenate([dists.two_hot_inv(logits, **bins), last[None]])  # [H + 1, N]
-        reward = outs["reward"]
-        returns, retnorm, scale = returns_and_scale(reward, outs["cont"], values, retnorm)
+        reward = outs.reward
+        returns, retnorm, scale = returns_and_scale(reward, outs.cont, values, retnorm)
         grad_fn = jax.value_and_grad(actor_objective, has_aux=True)
         (_, actor_metrics), actor_grads = grad_fn(
             p["actor"], f, actions, weight, returns, values, scale, reward

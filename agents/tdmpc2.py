@@ -27,6 +27,7 @@ from flax import struct
 from agents.types import Agent, DataSpec, EnvSpec, UpdateOutput
 from worldmodels import planning
 from worldmodels.checks import Range, check_config, check_order
+from worldmodels.model_step import model_prior_fn, model_root, model_step_fn, model_value_fn
 from worldmodels.planner_configs import MPPIConfig
 from worldmodels.tdmpc import TDMPCConfig, make_tdmpc_model, same_episode
 
@@ -172,7 +173,7 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
         )
     discount = episode_discount(cfg, spec.episode_length, spec.alive_bonus)
     model_cfg = dataclasses.replace(cfg.model, discount=discount)
-    model, p = make_tdmpc_model(model_cfg), cfg.planner
+    model, p = make_tdmpc_model(model_cfg, spec.obs_size, spec.action_size), cfg.planner
     model_tx = optax.chain(
         optax.clip_by_global_norm(cfg.grad_clip_norm),
         optax.multi_transform(
@@ -189,7 +190,7 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
         return {k: v for k, v in params.items() if k != "pi"}, params["pi"]
 
     def init(key) -> TDMPC2State:
-        params = model.init(key, spec.obs_size, spec.action_size)
+        params = model.init(key)
         rest, pi = split(params)
         return TDMPC2State(
             params=params,
@@ -205,28 +206,20 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs, *x.shape)), plan)
 
     def plan_one(params, z, prev, key):
-        # The latent carries an "alive" weight so predicted terminations zero later rewards/values.
-        def step_fn(latent, action, k):
-            z, alive = latent
-            z2 = model.next(params, z, action)
-            reward = alive * model.reward(params, z, action)
-            alive = alive * (1.0 - model.termination(params, z2)) if cfg.model.episodic else alive
-            return (z2, alive), reward
-
+        # The root carries an "alive" weight beside the latent (`worldmodels.model_root`), so
+        # predicted terminations (`StepOutput.cont`) zero later rewards and the value.
+        step_fn = model_step_fn(model, params)
         # One pair of Q-functions per plan, as in TD-MPC2: a key closed over here is the same for
         # every sample, whereas a per-sample key would gather Q weights per sample under vmap.
         key, k_q = jax.random.split(key)
-
-        def value_fn(latent, k):
-            z, alive = latent
-            return alive * model.q(params, z, model.pi(params, z, k)[0], k_q, "avg")
-
-        def prior_fn(latent, k):
-            return model.pi(params, latent[0], k)[0]
+        value_fn = model_value_fn(
+            lambda z, k: model.q(params, z, model.pi(params, z, k)[0], k_q, "avg")
+        )
+        prior_fn = model_prior_fn(lambda z, k: model.pi(params, z, k)[0])
 
         return planning.mppi(
             key,
-            (z, jnp.ones(())),
+            model_root(z),
             step_fn,
             cfg.planner,
             action_size=spec.action_size,

@@ -1,4 +1,8 @@
-"""Agent-side containers: the `Agent` contract, the environment spec, and a stored transition."""
+"""Agent-side containers: the `Agent` contract and the environment spec.
+
+`Transition` and `Context`, the batch schema the models' losses read, live in `worldmodels.types`;
+they are re-exported here, so `from agents.types import Transition` keeps working.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ from typing import Any, NamedTuple
 
 import jax
 from flax import struct
+
+from worldmodels.types import Context, Transition
+
+__all__ = ["Agent", "AgentState", "Context", "DataSpec", "EnvSpec", "Transition", "UpdateOutput"]
 
 Array = jax.Array
 AgentState = Any  # each agent defines its own `flax.struct.dataclass`
@@ -44,46 +52,6 @@ class EnvSpec:
     def obs_shape(self) -> tuple[int, ...]:
         """Shape of one observation: `image_shape`, or `(obs_size,)` for vectors."""
         return self.image_shape or (self.obs_size,)
-
-
-@struct.dataclass
-class Transition:
-    """One agent step for a batch of envs (`[N, ...]`), or a sampled sequence (`[T, B, ...]`).
-
-    Attributes:
-      obs: `[..., O]` the observation the action was taken from (`[..., H, W, C]` uint8 for
-        pixel observations; `next_obs` likewise).
-      action: `[..., A]`.
-      reward: `[...]` summed over the action repeat.
-      next_obs: `[..., O]` the observation after the step, the true final one when the episode
-        ended (never the auto-reset observation).
-      terminated: `[...]` bool: the episode ended by failure (no bootstrap).
-      done: `[...]` bool: the episode ended (terminated or truncated by the time limit).
-      context: None, or (for agents with `Agent.context`) a `Context` stored with the step: the
-        agent's recurrent state at `obs`, refreshed by training (DreamerV3's replay context).
-    """
-
-    obs: Array
-    action: Array
-    reward: Array
-    next_obs: Array
-    terminated: Array
-    done: Array
-    context: Any = None
-
-
-@struct.dataclass
-class Context:
-    """An agent's recurrent state at a stored step, `[...]` like the Transition it rides in.
-
-    Attributes:
-      value: pytree from `Agent.context` (e.g. the RSSM posterior latent of `obs`).
-      first: bool: `value` is not to be trusted as a continuation (the step starts an episode, or
-        it was collected with random actions, before the agent acted): start from scratch there.
-    """
-
-    value: Any
-    first: Array
 
 
 class DataSpec(NamedTuple):

@@ -35,6 +35,7 @@ def test_public_names_exist():
         "worldmodels.nets",
         "worldmodels.tdmpc",
         "worldmodels.planning",
+        "worldmodels.model_step",
         "worldmodels.planner_configs",
         "worldmodels.rssm",
         "worldmodels.rssm_config",

@@ -19,6 +19,7 @@ Imports jax, flax and optax only (never Brax, never `agents`). Every piece works
 """
 
 from worldmodels import dists, nets, sequence
+from worldmodels.model_step import model_prior_fn, model_root, model_step_fn, model_value_fn
 from worldmodels.planning import (
     CEMConfig,
     GradientShootingConfig,
@@ -37,23 +38,51 @@ from worldmodels.rssm_config import RSSMConfig
 from worldmodels.scan import hoisted_scan
 from worldmodels.sequence import imagine, observe_sequence
 from worldmodels.tdmpc import TDMPCConfig, TDMPCModel, make_tdmpc_model
-from worldmodels.types import PlanOutput, PriorFn, StepFn, ValueFn, WorldModel
+from worldmodels.types import (
+    Context,
+    ImagineFn,
+    InitFn,
+    InitialFn,
+    LossFn,
+    ObserveFn,
+    PlanOutput,
+    PredictFn,
+    PriorFn,
+    StepFn,
+    StepOutput,
+    Transition,
+    TransitionFn,
+    ValueFn,
+    WorldModel,
+    as_world_model,
+)
 
 __all__ = [
     "CEMConfig",
     "GradientShootingConfig",
     "MPPIConfig",
+    "Context",
+    "ImagineFn",
+    "InitFn",
+    "InitialFn",
+    "LossFn",
+    "ObserveFn",
     "PlanOutput",
+    "PredictFn",
     "PriorFn",
     "RSSMConfig",
     "RandomShootingConfig",
     "RSSMModel",
     "RSSMState",
     "StepFn",
+    "StepOutput",
     "TDMPCConfig",
     "TDMPCModel",
+    "Transition",
+    "TransitionFn",
     "ValueFn",
     "WorldModel",
+    "as_world_model",
     "cem",
     "discounted_return",
     "dists",
@@ -63,6 +92,10 @@ __all__ = [
     "initial_plan",
     "make_rssm",
     "make_tdmpc_model",
+    "model_prior_fn",
+    "model_root",
+    "model_step_fn",
+    "model_value_fn",
     "mppi",
     "nets",
     "observe_sequence",

@@ -8,27 +8,32 @@ symlog bins), continue (Bernoulli), and either an observation decoder (symlog MS
 decoder-free variant, an inverse-dynamics head that predicts `a_t` from `(z_t, z_{t+1})`. The loss
 adds KL balancing (dynamics 0.5, representation 0.1, each clipped below at 1 free nat).
 
-Observations are vectors `[..., O]` (`init(key, O, A)`: symlog, then an MLP encoder and decoder)
-or uint8 images `[..., H, W, C]` (`init(key, (H, W, C), A)`): as DreamerV3, pixels become
-`x / 255 - 0.5`, a CNN (`nets.conv_encoder`) embeds them into a flat vector for the posterior,
-and the decoder (`nets.conv_decoder`, then `sigmoid - 0.5`) is trained with the squared error
-summed over pixels against `x / 255 - 0.5`.
+Observations are vectors `[..., O]` (`make_rssm(cfg, O, A)`: symlog, then an MLP encoder and
+decoder) or uint8 images `[..., H, W, C]` (`make_rssm(cfg, (H, W, C), A)`): as DreamerV3, pixels
+become `x / 255 - 0.5`, a CNN (`nets.conv_encoder`) embeds them into a flat vector for the
+posterior, and the decoder (`nets.conv_decoder`, then `sigmoid - 0.5`) is trained with the squared
+error summed over pixels against `x / 255 - 0.5`.
 
 Example:
   >>> import jax, jax.numpy as jnp
-  >>> model = make_rssm(RSSMConfig(deter=32, hidden=16, groups=4, classes=4, units=16, blocks=4))
-  >>> params = model.init(jax.random.key(0), obs_size=5, action_size=2)
+  >>> cfg = RSSMConfig(deter=32, hidden=16, groups=4, classes=4, units=16, blocks=4)
+  >>> model = make_rssm(cfg, obs_shape=5, action_size=2)
+  >>> params = model.init(jax.random.key(0))
   >>> latent = model.initial(params, 8)
-  >>> latent, _ = model.observe(params, latent, jnp.zeros((8, 2)), jnp.zeros((8, 5)),
-  ...                           jnp.ones(8, bool), jax.random.key(1))
+  >>> latent, out = model.observe(params, latent, jnp.zeros((8, 2)), jnp.zeros((8, 5)),
+  ...                             jnp.ones(8, bool), jax.random.key(1))
+  >>> out.extras["logits"].shape
+  (8, 4, 4)
   >>> latent, out = model.imagine(params, latent, jnp.zeros((8, 2)), jax.random.key(2))
-  >>> model.feat(latent).shape, out["reward"].shape
-  ((8, 48), (8,))
+  >>> model.feat(latent).shape, out.reward.shape, out.cont.shape
+  ((8, 48), (8,), (8,))
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from numbers import Integral
 from typing import Any, NamedTuple
 
 import jax
@@ -48,6 +53,21 @@ from worldmodels.nets import (
 from worldmodels.rssm_config import RSSMConfig
 from worldmodels.scan import hoisted_scan
 from worldmodels.shapes import check_batch, describe
+from worldmodels.types import (
+    Array,
+    ImagineFn,
+    InitFn,
+    InitialFn,
+    LossFn,
+    ObserveFn,
+    Params,
+    PredictFn,
+    PRNGKey,
+    StepOutput,
+    TransitionFn,
+    WorldModel,
+    as_world_model,
+)
 
 __all__ = ["RSSMConfig", "RSSMModel", "RSSMState", "kl_balance", "make_rssm"]
 
@@ -68,45 +88,58 @@ class RSSMState:
 
 
 class RSSMModel(NamedTuple):
-    """The RSSM: the `WorldModel` functions plus the named parts an agent needs.
+    """The RSSM: the `WorldModel` functions (its leading fields), then the parts agents need.
 
-    `init/initial/observe/imagine/loss` follow `worldmodels.types.WorldModel`; latents are
-    `RSSMState`s with leading `[B]`. The rest work on any leading axes `[...]`:
+    `init/initial/observe/imagine/transition/predict/loss` follow `worldmodels.types.WorldModel`;
+    latents are `RSSMState`s. `observe` and `imagine` return `StepOutput`s whose `reward` and
+    `cont` are the heads on the new latent and whose `extras["logits"]` are the posterior
+    (`observe`) or prior (`imagine`, `predict`) logits `[..., groups, classes]` before unimix;
+    `transition` is `prior_step` without its logits, and `predict` reads `next_latent` alone. The
+    rest work on any leading axes `[...]`:
+      model_loss(params, batch, key, start=None, start_first=None) -> (loss, (metrics, post)):
+        `post` the posterior latents `[T, B, ...]` after each transition, the agent's
+        imagination starts (`loss` is it without `post`)
       feat(latent) -> [..., feat_size]: `concat(deter, stoch)`, the actor/critic input
       encode(params, obs [..., O] or uint8 [..., H, W, C]) -> tokens [..., E]: `E = units` for
         vectors, `nets.conv_embed_size(...)` (`minres**2 * depth * mults[-1]`) for images
       core(params, latent, action [..., A]) -> deter [..., deter]: the GRU step
       prior_logits(params, deter) -> [..., groups, classes] (before unimix)
-      prior_step(params, latent, action, key) -> (latent, prior logits): `imagine` without the
-        heads, for callers that run `reward`/`cont` once on all imagined steps after the scan
+      prior_step(params, latent, action, key) -> (latent, prior logits)
       post_logits(params, deter, tokens) -> [..., groups, classes] (before unimix)
       reward(params, latent) -> [...];  cont(params, latent) -> [...] probability of continuing
       decode(params, latent) -> [..., O] symlog-space reconstruction, or [..., H, W, C] in
         `(-0.5, 0.5)`, the space of `x / 255 - 0.5` (decoder variant only)
       inverse(params, z, z_next) -> [..., A] predicted action (inverse-dynamics variant only)
-      model_loss(params, batch, key) -> (loss, (metrics, post)): `post` the posterior latents
-        `[T, B, ...]` after each transition, the agent's imagination starts
-      feat_size: `deter + groups * classes`.
+      feat_size: `deter + groups * classes`; obs_shape: `O` or `(H, W, C)`; action_size: `A`.
     """
 
-    init: Any
-    initial: Any
-    observe: Any
-    imagine: Any
-    loss: Any
-    model_loss: Any
-    feat: Any
-    encode: Any
-    core: Any
-    prior_logits: Any
-    prior_step: Any
-    post_logits: Any
-    reward: Any
-    cont: Any
-    decode: Any
-    inverse: Any
+    init: InitFn
+    initial: InitialFn
+    observe: ObserveFn
+    imagine: ImagineFn
+    transition: TransitionFn
+    predict: PredictFn
+    loss: LossFn
+    model_loss: Callable[..., tuple[Array, tuple[dict, RSSMState]]]
+    feat: Callable[[RSSMState], Array]
+    encode: Callable[[Params, Array], Array]
+    core: Callable[[Params, RSSMState, Array], Array]
+    prior_logits: Callable[[Params, Array], Array]
+    prior_step: Callable[[Params, RSSMState, Array, PRNGKey], tuple[RSSMState, Array]]
+    post_logits: Callable[[Params, Array, Array], Array]
+    reward: Callable[[Params, RSSMState], Array]
+    cont: Callable[[Params, RSSMState], Array]
+    decode: Callable[[Params, RSSMState], Array]
+    inverse: Callable[[Params, Array, Array], Array]
     feat_size: int
+    obs_shape: int | tuple[int, int, int]
+    action_size: int
     config: RSSMConfig
+
+    @property
+    def world_model(self) -> WorldModel:
+        """The `WorldModel` contract alone."""
+        return as_world_model(self)
 
 
 def _where(mask: jax.Array, a, b):
@@ -141,18 +174,6 @@ def _obs_nets(
     mk = functools.partial(norm_mlp, norm=c.norm, act=c.act)
     dec = mk(feat_size, (c.units,) * c.dec_layers, obs_size) if decoder else None
     return mk(obs_size, (c.units,) * c.enc_layers, None), c.units, dec
-
-
-def _obs_size(encoder: dict, minres: int) -> ObsSize:
-    """The observation size, read from the encoder's parameter shapes (static under jit).
-
-    Images: `H = W = minres * 2**stages` from the number of conv stages, `C` from the first
-    kernel; vectors: the first layer's input width.
-    """
-    if "convs" in encoder:
-        size = minres * 2 ** len(encoder["convs"])
-        return (size, size, encoder["convs"]["0"]["kernel"].shape[2])
-    return encoder["layers"]["0"]["kernel"].shape[0]
 
 
 def _obs_input(obs: jax.Array, obs_size: ObsSize) -> jax.Array:
@@ -199,77 +220,80 @@ def kl_balance(
     return jnp.maximum(dyn, free_nats), jnp.maximum(rep, free_nats), dyn, rep
 
 
-def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (frozen)
-    """Build the RSSM functions for `cfg` (observation and action sizes are given to `init`)."""
+def _check_sizes(obs_shape: Any, action_size: Any, minres: int) -> tuple[ObsSize, int]:
+    """`(O or (H, W, C), A)` from `make_rssm`'s arguments, or a ValueError naming the bad one."""
+    if isinstance(obs_shape, tuple | list) and len(obs_shape) == 1:
+        obs_shape = obs_shape[0]  # `(O,)`, as `EnvSpec.obs_shape` gives vectors
+    if isinstance(obs_shape, tuple | list):
+        try:
+            check_image_shape(obs_shape, minres)
+        except ValueError as err:
+            raise ValueError(f"make_rssm: obs_shape: {err}") from None
+        obs_shape = tuple(int(s) for s in obs_shape)
+    elif isinstance(obs_shape, bool) or not isinstance(obs_shape, Integral) or obs_shape < 1:
+        raise ValueError(
+            f"make_rssm: obs_shape must be an int >= 1 or (H, W, C), got {obs_shape!r}"
+        )
+    if isinstance(action_size, bool) or not isinstance(action_size, Integral) or action_size < 1:
+        raise ValueError(f"make_rssm: action_size must be an int >= 1, got {action_size!r}")
+    return int(obs_shape) if isinstance(obs_shape, Integral) else obs_shape, int(action_size)
+
+
+def make_rssm(cfg: RSSMConfig, obs_shape: int | tuple[int, ...], action_size: int) -> RSSMModel:
+    """Build the RSSM functions for `cfg` and the given observation and action sizes.
+
+    Args:
+      cfg: the model's sizes and loss weights.
+      obs_shape: length `O` of vector observations (or `(O,)`), or `(H, W, C)` of uint8 image
+        observations (square, `H = minres * 2**k` with `k >= 1`; see `nets.check_image_shape`),
+        which selects the CNN encoder and decoder.
+      action_size: length `A` of actions.
+
+    Returns:
+      The `RSSMModel` (see the module docstring for an example).
+
+    Raises:
+      ValueError: for sizes below 1 or an image shape the CNN cannot take (before anything
+        traces or compiles).
+    """
     c = cfg
+    obs_shape, action_size = _check_sizes(obs_shape, action_size, c.minres)
     stoch_size, feat_size = c.groups * c.classes, c.deter + c.groups * c.classes
     bins = dict(num_bins=c.num_bins, vmin=c.vmin, vmax=c.vmax)
     use_decoder = c.objective == "decoder"
 
-    @functools.cache  # builds the NNX graphs once per (obs, action) size, at trace time
-    def nets(obs_size: ObsSize, action_size: int) -> dict:
-        mk = functools.partial(norm_mlp, norm=c.norm, act=c.act)
-        encoder, embed, decoder = _obs_nets(c, obs_size, feat_size, use_decoder)
-        post_in = embed if c.absolute else c.deter + embed
-        built = {
-            "encoder": encoder,
-            "core": block_gru(
-                c.deter,
-                (stoch_size, action_size),
-                c.hidden,
-                c.blocks,
-                norm=c.norm,
-                act=c.act,
-                layers=c.dyn_layers,
-            ),
-            "post": mk(post_in, (c.hidden,) * c.obs_layers, stoch_size),
-            "prior": mk(c.deter, (c.hidden,) * c.img_layers, stoch_size),
-            "reward": mk(feat_size, (c.units,) * c.reward_layers, c.num_bins, out_scale=0.0),
-            "cont": mk(feat_size, (c.units,) * c.cont_layers, 1),
-        }
-        if use_decoder:
-            built["decoder"] = decoder
-        else:
-            built["inverse"] = mk(2 * stoch_size, (c.units,) * c.inv_layers, action_size)
-        return built
-
-    def sizes(params: dict) -> tuple[ObsSize, int]:
-        """(obs_size, action_size), read from parameter shapes (static under jit)."""
-        embeds = params["core"]["embeds"]
-        return _obs_size(params["encoder"], c.minres), embeds["2"]["kernel"].shape[0]
+    mk = functools.partial(norm_mlp, norm=c.norm, act=c.act)
+    encoder, embed, decoder = _obs_nets(c, obs_shape, feat_size, use_decoder)
+    post_in = embed if c.absolute else c.deter + embed
+    core_net = block_gru(
+        c.deter,
+        (stoch_size, action_size),
+        c.hidden,
+        c.blocks,
+        norm=c.norm,
+        act=c.act,
+        layers=c.dyn_layers,
+    )
+    nets = {
+        "encoder": encoder,
+        "core": core_net,
+        "post": mk(post_in, (c.hidden,) * c.obs_layers, stoch_size),
+        "prior": mk(c.deter, (c.hidden,) * c.img_layers, stoch_size),
+        "reward": mk(feat_size, (c.units,) * c.reward_layers, c.num_bins, out_scale=0.0),
+        "cont": mk(feat_size, (c.units,) * c.cont_layers, 1),
+    }
+    if use_decoder:
+        nets["decoder"] = decoder
+    else:
+        nets["inverse"] = mk(2 * stoch_size, (c.units,) * c.inv_layers, action_size)
 
     def apply(params: dict, name: str, x: jax.Array) -> jax.Array:
-        return nets(*sizes(params))[name].apply(params[name], x)
+        return nets[name].apply(params[name], x)
 
-    def init(key: jax.Array, obs_size: ObsSize, action_size: int) -> dict:
-        """Fresh parameters: a plain nested dict of arrays (the sizes are in their shapes).
-
-        Args:
-          key: PRNG key.
-          obs_size: length `O` of vector observations, or `(H, W, C)` of uint8 image
-            observations (square, `H = minres * 2**k` with `k >= 1`; see
-            `nets.check_image_shape`), which selects the CNN encoder and decoder.
-          action_size: length `A` of actions.
-
-        Returns:
-          The parameters; with jit, pass `obs_size` and `action_size` as static arguments.
-
-        Raises:
-          ValueError: for sizes below 1 or an image shape the CNN cannot take.
-        """
-        if isinstance(obs_size, tuple | list):
-            try:
-                check_image_shape(obs_size, c.minres)
-            except ValueError as err:
-                raise ValueError(f"RSSM.init: obs_size: {err}") from None
-            obs_size = tuple(int(s) for s in obs_size)
-        if (not isinstance(obs_size, tuple) and obs_size < 1) or action_size < 1:
-            raise ValueError(
-                f"obs_size and action_size must be >= 1, got {obs_size}, {action_size}"
-            )
-        built = nets(obs_size, action_size)
-        keys = jax.random.split(key, len(built))
-        params = {name: net.init(k) for (name, net), k in zip(built.items(), keys, strict=True)}
+    def init(key: jax.Array) -> dict:
+        """Fresh parameters: a plain nested dict of arrays."""
+        keys = jax.random.split(key, len(nets))
+        params = {name: net.init(k) for (name, net), k in zip(nets.items(), keys, strict=True)}
         params["initial"] = jnp.zeros((c.deter,))  # learned initial deter, through tanh
         return params
 
@@ -278,7 +302,7 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         return jnp.concatenate([latent.deter, stoch], axis=-1)
 
     def encode(params, obs):
-        return apply(params, "encoder", _obs_input(obs, sizes(params)[0]))
+        return apply(params, "encoder", _obs_input(obs, obs_shape))
 
     def group(x):
         return x.reshape(*x.shape[:-1], c.groups, c.classes)
@@ -294,7 +318,7 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         return dists.categorical_sample_st(logits, key, c.unimix)
 
     def core(params, latent, action):
-        _check_last(action, sizes(params)[1], "action")
+        _check_last(action, action_size, "action")
         action = action / sg(jnp.maximum(1.0, jnp.abs(action)))  # DreamerV3's action clip
         stoch = latent.stoch.reshape(*latent.stoch.shape[:-2], stoch_size)
         return apply(params, "core", jnp.concatenate([latent.deter, stoch, action], axis=-1))
@@ -310,36 +334,47 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
     def initial(params, batch_size: int) -> RSSMState:
         return initial_state(params, (batch_size,))
 
-    def observe(params, latent, action, obs, is_first, key):
-        start = initial_state(params, is_first.shape)
-        latent = _where(is_first, start, latent)
-        action = _where(is_first, jnp.zeros_like(action), action)
-        deter = core(params, latent, action)
-        logits = post_logits(params, deter, encode(params, obs))
-        return RSSMState(deter, sample(logits, key)), {"logits": logits}
-
     def reward(params, latent):
         return dists.two_hot_inv(apply(params, "reward", feat(latent)), **bins)
 
     def cont(params, latent):
         return jax.nn.sigmoid(apply(params, "cont", feat(latent))[..., 0])
 
+    def heads(params, latent, logits) -> StepOutput:
+        return StepOutput(reward(params, latent), cont(params, latent), {"logits": logits})
+
+    def observe(params, latent, action, obs, is_first, key):
+        start = initial_state(params, is_first.shape)
+        latent = _where(is_first, start, latent)
+        action = _where(is_first, jnp.zeros_like(action), action)
+        deter = core(params, latent, action)
+        logits = post_logits(params, deter, encode(params, obs))
+        latent = RSSMState(deter, sample(logits, key))
+        return latent, heads(params, latent, logits)
+
     def prior_step(params, latent, action, key):
         deter = core(params, latent, action)
         logits = prior_logits(params, deter)
         return RSSMState(deter, sample(logits, key)), logits
 
+    def transition(params, latent, action, key):
+        return prior_step(params, latent, action, key)[0]
+
+    def predict(params, latent, action, next_latent):
+        # The heads read the new latent alone; the prior logits are recomputed from its `deter`
+        # (dead code, removed by XLA, unless a caller reads `extras["logits"]`).
+        return heads(params, next_latent, prior_logits(params, next_latent.deter))
+
     def imagine(params, latent, action, key):
         latent, logits = prior_step(params, latent, action, key)
-        out = {"reward": reward(params, latent), "cont": cont(params, latent), "logits": logits}
-        return latent, out
+        return latent, heads(params, latent, logits)
 
     def decode(params, latent):
         if not use_decoder:
             raise ValueError("RSSM: decode needs RSSMConfig.objective='decoder'")
         out = apply(params, "decoder", feat(latent))
         # Images: DreamerV3's sigmoid output, shifted to the encoder's `x / 255 - 0.5` range.
-        return jax.nn.sigmoid(out) - 0.5 if "convs" in params["encoder"] else out
+        return jax.nn.sigmoid(out) - 0.5 if isinstance(obs_shape, tuple) else out
 
     def inverse(params, z, z_next):
         if use_decoder:
@@ -350,7 +385,7 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
     def reset_states(params, tokens, key) -> RSSMState:
         """Posteriors `[T, B]` of each observation as the first of an episode (as `observe`)."""
         start = initial_state(params, ())
-        deter = core(params, start, jnp.zeros((sizes(params)[1],)))  # the same for every reset
+        deter = core(params, start, jnp.zeros((action_size,)))  # the same for every reset
         deter = jnp.broadcast_to(deter, (*tokens.shape[:-1], c.deter))
         return RSSMState(deter, sample(post_logits(params, deter, tokens), key))
 
@@ -388,7 +423,7 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
           params: model parameters.
           batch: fields `obs [T, B, O]`, `action [T, B, A]`, `reward [T, B]`,
             `next_obs [T, B, O]`, `terminated [T, B]`, `done [T, B]` (e.g.
-            `agents.types.Transition`); image observations are uint8 `[T, B, H, W, C]`. Step `t`
+            `worldmodels.Transition`); image observations are uint8 `[T, B, H, W, C]`. Step `t`
             starts an episode at `t = 0` (unless `start` is given) and after `done`.
           key: PRNG key.
           start: optional `RSSMState` `[B, ...]`, the latent of `obs[0]` to continue from
@@ -408,7 +443,7 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         """
         if (start is None) != (start_first is None):
             raise ValueError("RSSM.model_loss: pass start and start_first together")
-        dims = _check_batch(batch, *sizes(params))
+        dims = _check_batch(batch, obs_shape, action_size)
         if start_first is not None and jnp.shape(start_first) != (dims["B"],):
             raise ValueError(
                 f"RSSM.model_loss: start_first must have shape [B] = ({dims['B']},), "
@@ -422,7 +457,7 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         alive = 1.0 - batch.terminated.astype(f.dtype)
         cont_nll = -dists.bernoulli_log_prob(apply(params, "cont", f)[..., 0], alive)
         if use_decoder:  # squared error summed over the observation's axes, in encoder space
-            target = _obs_input(batch.next_obs, sizes(params)[0])
+            target = _obs_input(batch.next_obs, obs_shape)
             axes = tuple(range(f.ndim - 1, target.ndim))
             rec = jnp.sum((decode(params, post) - target) ** 2, axis=axes)
         else:
@@ -455,6 +490,8 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         initial=initial,
         observe=observe,
         imagine=imagine,
+        transition=transition,
+        predict=predict,
         loss=loss,
         model_loss=model_loss,
         feat=feat,
@@ -468,5 +505,7 @@ def make_rssm(cfg: RSSMConfig = RSSMConfig()) -> RSSMModel:  # noqa: B008 (froze
         decode=decode,
         inverse=inverse,
         feat_size=feat_size,
+        obs_shape=obs_shape,
+        action_size=action_size,
         config=cfg,
     )

@@ -142,7 +142,7 @@ def check_batch(
     across fields; axes named in `sizes` (`'O'`, `'A'`) are known in advance.
 
     Args:
-      batch: a `Transition`-like container read by attribute (e.g. `agents.types.Transition`).
+      batch: a `Transition`-like container read by attribute (e.g. `worldmodels.Transition`).
       fields: `(name, axes)` per field the loss reads, in the order to bind axes, e.g.
         `('reward', ('H', 'B'))`.
       owner: who reads the batch, for the messages (e.g. `'TDMPCModel.model_loss'`).
@@ -162,7 +162,7 @@ def check_batch(
         lacking = "" if isinstance(batch, Mapping) else f" lacking {', '.join(missing)}"
         raise TypeError(
             f"{owner}: batch must be a Transition-like object with array fields "
-            f"{', '.join(names)} read as attributes (e.g. agents.types.Transition, a "
+            f"{', '.join(names)} read as attributes (e.g. worldmodels.Transition, a "
             f"flax.struct.dataclass), got {type(batch).__name__}{lacking}"
         )
     dims = dict(sizes)

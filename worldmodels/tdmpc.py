@@ -4,23 +4,26 @@ Networks (Hansen et al., 2024): encoder `obs -> z` (SimNorm output), latent dyna
 `(z, a) -> z'` (SimNorm), reward `(z, a) -> two-hot logits`, termination `z' -> logit` (for episodic
 tasks), an ensemble of `num_q` Q-functions `(z, a) -> two-hot logits`, and a tanh-Gaussian policy
 prior `z -> a`. Rewards and values are predicted as two-hot distributions over `num_bins` bins in
-symlog space.
+symlog space. As a `WorldModel`, a step's `StepOutput` has the reward of `(z, a)` and
+`cont = 1 - termination(z')` (1 without `episodic`).
 
 Example:
   >>> import jax, jax.numpy as jnp
-  >>> model = make_tdmpc_model(TDMPCConfig(latent_dim=32, mlp_dim=32, enc_dim=32, num_q=2))
-  >>> params = model.init(jax.random.key(0), obs_size=4, action_size=1)
+  >>> cfg = TDMPCConfig(latent_dim=32, mlp_dim=32, enc_dim=32, num_q=2)
+  >>> model = make_tdmpc_model(cfg, obs_size=4, action_size=1)
+  >>> params = model.init(jax.random.key(0))
   >>> z = model.encode(params, jnp.zeros((8, 4)))
   >>> z2, out = model.imagine(params, z, jnp.zeros((8, 1)), jax.random.key(1))
-  >>> z2.shape, out["reward"].shape
-  ((8, 32), (8,))
+  >>> z2.shape, out.reward.shape, out.cont.shape
+  ((8, 32), (8,), (8,))
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Any, Literal, NamedTuple
+from collections.abc import Callable
+from numbers import Integral
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +33,21 @@ from worldmodels import dists
 from worldmodels.checks import Range, check_config, check_order
 from worldmodels.nets import ensemble, mlp
 from worldmodels.shapes import check_batch
+from worldmodels.types import (
+    Array,
+    ImagineFn,
+    InitFn,
+    InitialFn,
+    LossFn,
+    ObserveFn,
+    Params,
+    PredictFn,
+    PRNGKey,
+    StepOutput,
+    TransitionFn,
+    WorldModel,
+    as_world_model,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -97,10 +115,14 @@ class TDMPCConfig:
 
 
 class TDMPCModel(NamedTuple):
-    """The TD-MPC2 model: the `WorldModel` functions plus the named parts agents need.
+    """The TD-MPC2 model: the `WorldModel` functions (its leading fields), then the parts agents
+    need.
 
-    `init/initial/observe/imagine/loss` follow `worldmodels.types.WorldModel`. The rest take
-    `params` from `init` and work on any leading batch axes:
+    `init/initial/observe/imagine/transition/predict/loss` follow `worldmodels.types.WorldModel`;
+    latents are `z [..., L]`. `observe` encodes `obs` (no recurrent state) and predicts the step
+    from the carry `(z, a)` to it; `transition` is `next`; `predict(params, z, a, z')` is
+    `StepOutput(reward(z, a), 1 - termination(z'), {})` (`cont` 1 without `episodic`). The rest
+    take `params` from `init` and work on any leading batch axes:
       encode(params, obs [..., O]) -> z [..., L]
       next(params, z, a [..., A]) -> z' [..., L]
       reward(params, z, a) -> [...];  reward_logits -> [..., num_bins]
@@ -110,24 +132,34 @@ class TDMPCModel(NamedTuple):
       q_logits(params, z, a) -> [num_q, ..., num_bins]
       model_loss(params, batch, key, target_q) -> (loss, (metrics, latents [H+1, B, L]))
       pi_loss(params, latents, key, scale) -> (loss, (metrics, q [T, B]))
+      obs_size: `O`; action_size: `A`.
     """
 
-    init: Any
-    initial: Any
-    observe: Any
-    imagine: Any
-    loss: Any
-    encode: Any
-    next: Any
-    reward: Any
-    reward_logits: Any
-    termination: Any
-    pi: Any
-    q: Any
-    q_logits: Any
-    model_loss: Any
-    pi_loss: Any
+    init: InitFn
+    initial: InitialFn
+    observe: ObserveFn
+    imagine: ImagineFn
+    transition: TransitionFn
+    predict: PredictFn
+    loss: LossFn
+    encode: Callable[[Params, Array], Array]
+    next: Callable[[Params, Array, Array], Array]
+    reward: Callable[[Params, Array, Array], Array]
+    reward_logits: Callable[[Params, Array, Array], Array]
+    termination: Callable[[Params, Array], Array]
+    pi: Callable[[Params, Array, PRNGKey], tuple[Array, Array, Array]]
+    q: Callable[..., Array]
+    q_logits: Callable[[Params, Array, Array], Array]
+    model_loss: Callable[..., tuple[Array, tuple[dict, Array]]]
+    pi_loss: Callable[..., tuple[Array, tuple[dict, Array]]]
+    obs_size: int
+    action_size: int
     config: TDMPCConfig
+
+    @property
+    def world_model(self) -> WorldModel:
+        """The `WorldModel` contract alone."""
+        return as_world_model(self)
 
 
 def _check_last(x: jax.Array, expected: int, what: str) -> None:
@@ -141,62 +173,52 @@ def same_episode(done: jax.Array) -> jax.Array:
     return (ended == 0).astype(jnp.float32)
 
 
-def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B008 (frozen)
-    """Build the TD-MPC2 model functions for `cfg` (sizes of obs/action are given to `init`)."""
+def make_tdmpc_model(cfg: TDMPCConfig, obs_size: int, action_size: int) -> TDMPCModel:
+    """Build the TD-MPC2 model functions for `cfg` and the given sizes.
+
+    Args:
+      cfg: the model's sizes and loss weights.
+      obs_size: length `O` of the (vector) observations.
+      action_size: length `A` of actions.
+
+    Returns:
+      The `TDMPCModel` (see the module docstring for an example).
+
+    Raises:
+      ValueError: for sizes that are not ints >= 1.
+    """
     c = cfg
+    for name, size in (("obs_size", obs_size), ("action_size", action_size)):
+        if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
+            raise ValueError(f"make_tdmpc_model: {name} must be an int >= 1, got {size!r}")
+    obs_size, action_size = int(obs_size), int(action_size)
     two_hot = dict(num_bins=c.num_bins, vmin=c.vmin, vmax=c.vmax)
-
-    @functools.cache  # builds the NNX graph once per (obs, action) size, at trace time
-    def nets(obs_size: int, action_size: int) -> dict:
-        za, hid = c.latent_dim + action_size, (c.mlp_dim, c.mlp_dim)
-        enc_hidden = (c.enc_dim,) * max(c.num_enc_layers - 1, 0)
-        return {
-            "encoder": mlp(
-                obs_size,
-                enc_hidden,
-                c.latent_dim,
-                act=c.act,
-                out_act="simnorm",
-                simnorm_dim=c.simnorm_dim,
-            ),
-            "dynamics": mlp(
-                za, hid, c.latent_dim, act=c.act, out_act="simnorm", simnorm_dim=c.simnorm_dim
-            ),
-            "reward": mlp(za, hid, c.num_bins, act=c.act, zero_last=True),
-            "termination": mlp(c.latent_dim, hid, 1, act=c.act),
-            "pi": mlp(c.latent_dim, hid, 2 * action_size, act=c.act),
-            "q": ensemble(mlp(za, hid, c.num_bins, act=c.act, zero_last=True), c.num_q),
-        }
-
-    def sizes(params: dict) -> tuple[int, int]:
-        """(obs_size, action_size), read from parameter shapes (static under jit)."""
-        obs_size = (
-            params["encoder"]["layers"]["0"]["kernel"].shape[0]
-            if c.num_enc_layers > 1
-            else params["encoder"]["out"]["kernel"].shape[0]
-        )
-        return obs_size, params["pi"]["out"]["kernel"].shape[1] // 2
+    za_size, hid = c.latent_dim + action_size, (c.mlp_dim, c.mlp_dim)
+    enc_hidden = (c.enc_dim,) * max(c.num_enc_layers - 1, 0)
+    simnorm = dict(act=c.act, out_act="simnorm", simnorm_dim=c.simnorm_dim)
+    nets = {
+        "encoder": mlp(obs_size, enc_hidden, c.latent_dim, **simnorm),
+        "dynamics": mlp(za_size, hid, c.latent_dim, **simnorm),
+        "reward": mlp(za_size, hid, c.num_bins, act=c.act, zero_last=True),
+        "termination": mlp(c.latent_dim, hid, 1, act=c.act),
+        "pi": mlp(c.latent_dim, hid, 2 * action_size, act=c.act),
+        "q": ensemble(mlp(za_size, hid, c.num_bins, act=c.act, zero_last=True), c.num_q),
+    }
 
     def apply(params: dict, name: str, x: jax.Array) -> jax.Array:
-        obs_size, action_size = sizes(params)
-        return nets(obs_size, action_size)[name].apply(params[name], x)
+        return nets[name].apply(params[name], x)
 
-    def init(key: jax.Array, obs_size: int, action_size: int) -> dict:
-        if obs_size < 1 or action_size < 1:
-            raise ValueError(
-                f"obs_size and action_size must be >= 1, got {obs_size}, {action_size}"
-            )
-        built = nets(obs_size, action_size)
-        keys = jax.random.split(key, len(built))
-        return {name: net.init(k) for (name, net), k in zip(built.items(), keys, strict=True)}
+    def init(key: jax.Array) -> dict:
+        keys = jax.random.split(key, len(nets))
+        return {name: net.init(k) for (name, net), k in zip(nets.items(), keys, strict=True)}
 
     def encode(params, obs):
-        _check_last(obs, sizes(params)[0], "observation")
+        _check_last(obs, obs_size, "observation")
         return apply(params, "encoder", obs)
 
     def za(params, z, a):
         _check_last(z, c.latent_dim, "latent")
-        _check_last(a, sizes(params)[1], "action")
+        _check_last(a, action_size, "action")
         return jnp.concatenate([z, a], axis=-1)
 
     def next_(params, z, a):
@@ -230,13 +252,23 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
     def initial(params, batch_size: int):
         return jnp.zeros((batch_size, c.latent_dim))
 
+    def predict(params, latent, action, next_latent):
+        r = reward(params, latent, action)
+        # Without a termination head (a task whose episodes only end by time limit), always on.
+        cont = 1.0 - termination(params, next_latent) if c.episodic else jnp.ones_like(r)
+        return StepOutput(reward=r, cont=cont)
+
     def observe(params, latent, action, obs, is_first, key):
         # TD-MPC2 has no recurrent state: the posterior latent is the encoding of `obs`.
-        return encode(params, obs), {}
+        z = encode(params, obs)
+        return z, predict(params, latent, action, z)
+
+    def transition(params, latent, action, key):
+        return next_(params, latent, action)
 
     def imagine(params, latent, action, key):
         z = next_(params, latent, action)
-        return z, {"reward": reward(params, latent, action), "termination": termination(params, z)}
+        return z, predict(params, latent, action, z)
 
     def model_loss(params, batch, key, target_q=None):
         """Latent consistency + reward + TD value (+ termination) over a `[H, B]` sequence batch.
@@ -251,7 +283,7 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
           params: model parameters.
           batch: fields `obs [H, B, O]`, `action [H, B, A]`, `reward [H, B]`,
             `next_obs [H, B, O]`, `terminated [H, B]`, optionally `done [H, B]` (e.g.
-            `agents.types.Transition`).
+            `worldmodels.Transition`).
           key: PRNG key.
           target_q: EMA copy of `params['q']` for TD targets (defaults to the online Q).
 
@@ -263,7 +295,6 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
           ValueError: a field's shape is wrong, e.g.
             `batch.reward must have shape [H, B] = (3, 16), got (16,)`.
         """
-        obs_size, action_size = sizes(params)
         fields = [("obs", ("H", "B", "O")), ("action", ("H", "B", "A"))]
         fields += [("reward", ("H", "B")), ("next_obs", ("H", "B", "O"))]
         fields += [("terminated", ("H", "B"))]
@@ -339,6 +370,8 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
         initial=initial,
         observe=observe,
         imagine=imagine,
+        transition=transition,
+        predict=predict,
         loss=loss,
         encode=encode,
         next=next_,
@@ -350,5 +383,7 @@ def make_tdmpc_model(cfg: TDMPCConfig = TDMPCConfig()) -> TDMPCModel:  # noqa: B
         q_logits=q_logits,
         model_loss=model_loss,
         pi_loss=pi_loss,
+        obs_size=obs_size,
+        action_size=action_size,
         config=cfg,
     )

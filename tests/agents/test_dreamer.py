@@ -11,7 +11,6 @@ from agents.config import TrainConfig
 from agents.dreamer import (
     DreamerConfig,
     _actor,
-    _imagine,
     lambda_returns,
     make_dreamer,
     return_scale,
@@ -25,6 +24,7 @@ from agents.types import Context, EnvSpec, Transition
 from worldmodels import dists
 from worldmodels.nets import norm_mlp
 from worldmodels.rssm import RSSMState, make_rssm
+from worldmodels.sequence import imagine
 
 SPEC = EnvSpec(
     name="toy", obs_size=4, action_size=2, num_envs=3, episode_length=50, action_repeat=1
@@ -170,7 +170,7 @@ def test_update_moves_everything_with_finite_metrics(jitted, grad):
 def _reference_actor_critic(state, new, batch, post, key):
     """DreamerV3's actor and critic losses and gradients, each through its own forward passes."""
     sg, m = jax.lax.stop_gradient, CFG.model
-    model = make_rssm(m)
+    model = make_rssm(m, SPEC.obs_shape, SPEC.action_size)
     _, policy = _actor(CFG, model, SPEC.action_size)
     critic = norm_mlp(
         model.feat_size, (CFG.units,) * CFG.layers, m.num_bins, norm=m.norm, act=m.act
@@ -182,14 +182,21 @@ def _reference_actor_critic(state, new, batch, post, key):
     k_imag = jax.random.split(key)[1]
     critic_params, disc = state.params["critic"], CFG.discount
 
+    def policy_fn(actor_params):
+        def sample(latent, k):
+            mean, std = policy(actor_params, sg(latent))
+            return sg(mean + std * jax.random.normal(k, mean.shape))
+
+        return sample
+
     def actor_loss(actor_params):
-        latents, actions, outs = _imagine(
-            CFG, model, policy, actor_params, new.params["model"], start, k_imag
+        latents, actions, outs = imagine(
+            model, new.params["model"], start, policy_fn(actor_params), CFG.horizon, k_imag
         )
         states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), start, latents)
-        weight = sg(jnp.cumprod(disc * jnp.concatenate([cont0[None], outs["cont"]]), 0) / disc)
+        weight = sg(jnp.cumprod(disc * jnp.concatenate([cont0[None], outs.cont]), 0) / disc)
         values = value(sg(critic_params), states)
-        returns = lambda_returns(outs["reward"], outs["cont"], values, disc, CFG.lam)
+        returns = lambda_returns(outs.reward, outs.cont, values, disc, CFG.lam)
         retnorm = update_retnorm(
             state.retnorm, returns, CFG.retnorm_rate, CFG.retnorm_low, CFG.retnorm_high
         )

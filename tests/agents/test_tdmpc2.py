@@ -133,7 +133,9 @@ def test_alive_bonus_tasks_discount_over_the_whole_episode(monkeypatch):
 
     seen = []
     real = tdmpc2.make_tdmpc_model
-    monkeypatch.setattr(tdmpc2, "make_tdmpc_model", lambda c: seen.append(c.discount) or real(c))
+    monkeypatch.setattr(
+        tdmpc2, "make_tdmpc_model", lambda c, *sizes: seen.append(c.discount) or real(c, *sizes)
+    )
     make_tdmpc2(CFG, spec)
     make_tdmpc2(CFG, dataclasses.replace(spec, alive_bonus=False))
     assert seen == [pytest.approx(0.998), pytest.approx(0.99)]

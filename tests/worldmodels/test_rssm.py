@@ -13,6 +13,7 @@ from worldmodels import dists, rssm
 from worldmodels.nets import block_gru
 from worldmodels.rssm import RSSMConfig, kl_balance, make_rssm
 from worldmodels.sequence import imagine, observe_sequence
+from worldmodels.types import StepOutput, WorldModel
 
 # Tiny widths and one layer per MLP: XLA compile time on CPU grows with the number of layers.
 CFG = RSSMConfig(
@@ -32,7 +33,7 @@ INV_CFG = dataclasses.replace(CFG, objective="inverse_dynamics", absolute=True)
 OBS, ACT, T, B = 5, 2, 6, 4
 
 
-class Batch(NamedTuple):  # the fields of `agents.types.Transition` the loss reads
+class Batch(NamedTuple):  # the fields of `worldmodels.Transition` the loss reads
     obs: jax.Array
     action: jax.Array
     reward: jax.Array
@@ -43,7 +44,7 @@ class Batch(NamedTuple):  # the fields of `agents.types.Transition` the loss rea
 
 @pytest.fixture(scope="module")
 def model():
-    return make_rssm(CFG)
+    return make_rssm(CFG, OBS, ACT)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def jitted(model):
 
 @pytest.fixture(scope="module")
 def params(model):
-    p = jax.jit(model.init, static_argnums=(1, 2))(jax.random.key(0), OBS, ACT)
+    p = jax.jit(model.init)(jax.random.key(0))
     # A non-zero learned initial state, so resets are distinguishable from zeros.
     return dict(p, initial=jnp.linspace(-1.0, 1.0, CFG.deter))
 
@@ -128,10 +129,10 @@ def test_shapes_dtypes_under_jit(model, params, jitted):
     assert latent.deter.shape == (B, CFG.deter) and latent.stoch.shape == (B, 3, 4)
     obs, act, first = batch.obs[0], batch.action[0], jnp.ones(B, bool)
     latent, out = jitted["observe"](params, latent, act, obs, first, key)
-    assert out["logits"].shape == (B, 3, 4)
+    assert out.extras["logits"].shape == (B, 3, 4)
     nxt, out = jitted["imagine"](params, latent, act, key)
     assert model.feat(nxt).shape == (B, model.feat_size) and model.feat_size == 16 + 12
-    assert out["reward"].shape == (B,) and out["cont"].shape == (B,)
+    assert out.reward.shape == (B,) and out.cont.shape == (B,)
     assert jax.eval_shape(model.decode, params, nxt).shape == (B, OBS)
     (loss, (metrics, post)), _ = jitted["grad"](params, batch, key)
     assert loss.shape == () and post.deter.shape == (T, B, CFG.deter)
@@ -154,7 +155,7 @@ def test_model_loss_gradient_equals_the_plain_scan(model, params, jitted, monkey
     (loss, _), grads = jitted["grad"](*args)
     plain = lambda step, p, c, xs: jax.lax.scan(lambda c, x: step(p, c, x), c, xs)
     monkeypatch.setattr(rssm, "hoisted_scan", plain)
-    reference = make_rssm(CFG)  # built after the patch: traces the plain scan
+    reference = make_rssm(CFG, OBS, ACT)  # built after the patch: traces the plain scan
     (ref_loss, _), ref = jax.jit(jax.value_and_grad(reference.model_loss, has_aux=True))(*args)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
     for name in ("core", "post", "encoder", "initial"):
@@ -174,7 +175,8 @@ def test_observe_sequence_equals_python_loop(model, params, jitted):
         latent, _ = jitted["observe"](params, latent, batch.action[t], batch.obs[t], first[t], k)
         ref.append(latent)
     _allclose(latents, jax.tree.map(lambda *xs: jnp.stack(xs), *ref))
-    assert outs["logits"].shape == (T, B, 3, 4)
+    assert outs.extras["logits"].shape == (T, B, 3, 4)
+    assert outs.reward.shape == (T, B) and outs.cont.shape == (T, B)
 
 
 def test_is_first_resets_to_learned_initial_state(model, params, jitted, key):
@@ -367,8 +369,8 @@ def test_decoder_variant_trains_on_a_fixed_batch(params, jitted):
 
 
 def test_inverse_dynamics_variant_trains_on_a_fixed_batch():
-    model = make_rssm(INV_CFG)
-    params = jax.jit(model.init, static_argnums=(1, 2))(jax.random.key(0), OBS, ACT)
+    model = make_rssm(INV_CFG, OBS, ACT)
+    params = jax.jit(model.init)(jax.random.key(0))
     assert "decoder" not in params and "inverse" in params
     batch, key = _batch(jax.random.key(10)), jax.random.key(11)
 
@@ -410,12 +412,12 @@ def _image_batch(key):
 
 @pytest.fixture(scope="module")
 def image_model():
-    return make_rssm(IMG_CFG)
+    return make_rssm(IMG_CFG, IMG, ACT)
 
 
 @pytest.fixture(scope="module")
 def image_params(image_model):
-    return jax.jit(image_model.init, static_argnums=(1, 2))(jax.random.key(0), IMG, ACT)
+    return jax.jit(image_model.init)(jax.random.key(0))
 
 
 @pytest.fixture(scope="module")
@@ -452,15 +454,12 @@ def test_image_encode_decode_shapes_with_leading_axes(image_model, image_params)
         ((16, 16, 0), "channels must be >= 1"),
     ],
 )
-def test_bad_image_shape_is_one_clear_error_before_compiling(
-    image_model, shape, message, count_compiles
-):
-    key = jax.random.key(0)
+def test_bad_image_shape_is_one_clear_error_before_compiling(shape, message, count_compiles):
     with count_compiles() as events, pytest.raises(ValueError, match=message):
-        image_model.init(key, shape, ACT)
+        make_rssm(IMG_CFG, shape, ACT)
     assert events == []
-    with pytest.raises(ValueError, match=message):
-        jax.jit(image_model.init, static_argnums=(1, 2))(key, shape, ACT)
+    with pytest.raises(ValueError, match="^make_rssm: obs_shape: "):
+        make_rssm(IMG_CFG, shape, ACT)
 
 
 def test_image_observe_under_jit_does_not_recompile(image_model, image_params, count_compiles):
@@ -468,7 +467,7 @@ def test_image_observe_under_jit_does_not_recompile(image_model, image_params, c
     observe, start = jax.jit(image_model.observe), image_model.initial(image_params, B)
     first = jnp.array([True, False, True, False])
     latent, out = observe(image_params, start, batch.action[0], batch.obs[0], first, keys[0])
-    assert latent.deter.shape == (B, CFG.deter) and out["logits"].shape == (B, 3, 4)
+    assert latent.deter.shape == (B, CFG.deter) and out.extras["logits"].shape == (B, 3, 4)
     args = (image_params, start, batch.action[1], batch.obs[1], ~first, keys[1])
     with count_compiles() as events:
         other, _ = observe(*args)
@@ -491,8 +490,8 @@ def test_image_decoder_variant_trains_on_a_fixed_batch(image_params, image_grad,
 
 
 def test_image_inverse_dynamics_variant_runs():
-    model = make_rssm(dataclasses.replace(INV_CFG, depth=4, minres=4))
-    params = jax.jit(model.init, static_argnums=(1, 2))(jax.random.key(0), IMG, ACT)
+    model = make_rssm(dataclasses.replace(INV_CFG, depth=4, minres=4), IMG, ACT)
+    params = jax.jit(model.init)(jax.random.key(0))
     assert "decoder" not in params and "convs" in params["encoder"]
     assert params["post"]["layers"]["0"]["kernel"].shape[0] == 192  # absolute: tokens only
     grad_fn = jax.jit(jax.value_and_grad(model.loss, has_aux=True))
@@ -546,7 +545,7 @@ def test_loss_names_the_batch_field_of_the_wrong_shape(model, params, field, cha
 def test_loss_of_a_dict_batch_names_the_container(model, params):
     batch = _batch(jax.random.key(1))
     container = "batch must be a Transition-like object with array fields obs, action, reward, "
-    container += "next_obs, terminated, done read as attributes (e.g. agents.types.Transition"
+    container += "next_obs, terminated, done read as attributes (e.g. worldmodels.Transition"
     with pytest.raises(TypeError, match=re.escape(container) + ".*got dict$"):
         model.loss(params, batch._asdict(), jax.random.key(2))
 
@@ -571,3 +570,78 @@ def test_start_first_must_have_the_batch_shape(model, params):
         model.model_loss(params, batch, key, start, jnp.ones((B + 1,), bool))
     loss, _ = jax.eval_shape(model.model_loss, params, batch, key, start, jnp.ones((B,), bool))
     assert loss.shape == ()
+
+
+# --- The WorldModel contract ---------------------------------------------------------------------
+
+
+def test_sizes_are_given_to_the_factory(model, params):
+    assert model.world_model == WorldModel(*model[: len(WorldModel._fields)])
+    assert model._fields[: len(WorldModel._fields)] == WorldModel._fields
+    assert (model.obs_shape, model.action_size) == (OBS, ACT)
+    assert make_rssm(CFG, (OBS,), ACT).obs_shape == OBS  # `EnvSpec.obs_shape` of vectors
+    assert make_rssm(IMG_CFG, IMG, ACT).obs_shape == IMG
+    for bad, message in [((0, ACT), "obs_shape must be an int >= 1"), ((OBS, 0), "action_size")]:
+        with pytest.raises(ValueError, match="make_rssm: " + message):
+            make_rssm(CFG, *bad)
+    # The same parameters as the sizes would give: nothing is read back from them.
+    assert params["core"]["embeds"]["2"]["kernel"].shape[0] == ACT
+    assert params["encoder"]["layers"]["0"]["kernel"].shape[0] == OBS
+
+
+def test_observe_and_imagine_return_step_outputs(model, params, jitted, key):
+    batch, k = _batch(jax.random.key(1)), jax.random.split(key)
+    first = jnp.array([True, False, True, False])
+    latent, out = jitted["observe"](params, model.initial(params, B), batch.action[0],
+                                    batch.obs[0], first, k[0])  # fmt: skip
+    assert isinstance(out, StepOutput)
+    assert out.reward.shape == (B,) and out.cont.shape == (B,)
+    assert out.extras["logits"].shape == (B, 3, 4)
+    _allclose((out.reward, out.cont), (model.reward(params, latent), model.cont(params, latent)))
+    nxt, out = jitted["imagine"](params, latent, batch.action[1], k[1])
+    assert isinstance(out, StepOutput) and set(out.extras) == {"logits"}
+    assert out.reward.shape == (B,) and out.cont.shape == (B,)
+    assert out.reward.dtype == jnp.float32 and out.cont.dtype == jnp.float32
+    assert np.all((out.cont > 0) & (out.cont < 1))  # a probability
+    _allclose((out.reward, out.cont), (model.reward(params, nxt), model.cont(params, nxt)))
+
+
+def test_imagine_is_transition_then_predict(model, params, jitted, key):
+    latent, action = model.initial(params, B), jnp.tanh(jax.random.normal(key, (B, ACT)))
+    nxt, out = jitted["imagine"](params, latent, action, jax.random.key(3))
+    split = jax.jit(model.transition)(params, latent, action, jax.random.key(3))
+    _allclose(split, nxt, rtol=0, atol=0)
+    _allclose(jax.jit(model.predict)(params, latent, action, split), out, rtol=1e-6, atol=1e-6)
+    # `predict` takes any leading axes, e.g. `[H, B]` after a scan
+    stacked = jax.tree.map(lambda x: jnp.stack([x, x]), nxt)
+    two = model.predict(params, stacked, jnp.stack([action, action]), stacked)
+    assert two.reward.shape == (2, B) and two.extras["logits"].shape == (2, B, 3, 4)
+
+
+def test_sequence_imagine_equals_per_step_imagine_loop(model, params, jitted):
+    """`sequence.imagine` runs the heads once after the scan; a Python loop of `model.imagine`
+    on the same keys gives the same latents, actions and outputs."""
+    start = jax.tree.map(lambda x: x[0], _posterior(model, params))
+    policy = lambda latent, k: jnp.tanh(jax.random.normal(k, (B, ACT)) + latent.deter[:, :ACT])
+    horizon, key = 5, jax.random.key(4)
+    latents, actions, outs = jax.jit(imagine, static_argnums=(0, 3, 4))(
+        model, params, start, policy, horizon, key
+    )
+    latent, ref = start, []
+    for step_key in jax.random.split(key, horizon):
+        policy_key, model_key = jax.random.split(step_key)
+        action = policy(latent, policy_key)
+        latent, out = jitted["imagine"](params, latent, action, model_key)
+        ref.append((latent, action, out))
+    ref_latents, ref_actions, ref_outs = jax.tree.map(lambda *xs: jnp.stack(xs), *ref)
+    _allclose(latents, ref_latents, rtol=1e-6, atol=1e-6)
+    _allclose(actions, ref_actions, rtol=1e-6, atol=1e-6)
+    _allclose(outs, ref_outs, rtol=1e-5, atol=1e-6)
+    assert outs.reward.shape == (horizon, B) and outs.cont.shape == (horizon, B)
+
+
+def _posterior(model, params):
+    """Posterior latents `[T, B]` of `_batch`: varied starts for imagination."""
+    batch = _batch(jax.random.key(11))
+    loss = jax.jit(model.model_loss)
+    return loss(params, batch, jax.random.key(12))[1][1]

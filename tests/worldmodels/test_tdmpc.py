@@ -1,3 +1,4 @@
+import dataclasses
 import re
 from typing import NamedTuple
 
@@ -7,8 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from agents.types import Transition
+from worldmodels.sequence import imagine
 from worldmodels.tdmpc import TDMPCConfig, make_tdmpc_model
+from worldmodels.types import StepOutput, Transition, WorldModel
 
 CFG = TDMPCConfig(latent_dim=16, mlp_dim=32, enc_dim=32, num_q=2, num_bins=21)
 OBS, ACT, H, B = 5, 2, 3, 16
@@ -16,12 +18,12 @@ OBS, ACT, H, B = 5, 2, 3, 16
 
 @pytest.fixture(scope="module")
 def model():
-    return make_tdmpc_model(CFG)
+    return make_tdmpc_model(CFG, OBS, ACT)
 
 
 @pytest.fixture(scope="module")
 def params(model):
-    return model.init(jax.random.key(0), OBS, ACT)
+    return model.init(jax.random.key(0))
 
 
 def _batch(key, terminated_last=False):
@@ -65,7 +67,7 @@ def test_world_model_contract(model, params):
         jax.random.key(0),
     )
     latent2, out = model.imagine(params, latent, jnp.zeros((3, ACT)), jax.random.key(1))
-    assert latent2.shape == (3, CFG.latent_dim) and out["reward"].shape == (3,)
+    assert latent2.shape == (3, CFG.latent_dim) and out.reward.shape == (3,)
     loss, metrics = model.loss(params, _batch(jax.random.key(3)), jax.random.key(4))
     assert loss.shape == () and "loss/consistency" in metrics
 
@@ -170,7 +172,7 @@ def test_loss_of_a_dict_or_incomplete_batch_names_the_container(model, params):
     batch, key = _batch(jax.random.key(3)), jax.random.key(4)
     fields = {name: getattr(batch, name) for name in ModelBatch._fields}
     container = r"batch must be a Transition-like object with array fields obs, action, reward, "
-    container += r"next_obs, terminated read as attributes \(e\.g\. agents\.types\.Transition"
+    container += r"next_obs, terminated read as attributes \(e\.g\. worldmodels\.Transition"
     with pytest.raises(TypeError, match=rf"{container}.*got dict$"):
         model.loss(params, fields, key)
     incomplete = NamedTuple("Partial", [(n, jax.Array) for n in ("obs", "action", "reward")])
@@ -227,3 +229,76 @@ def test_same_episode_masks_steps_after_the_first_done():
     done = jnp.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]], bool)  # [H=3, B=4]
     expected = [[1, 1, 1, 1], [1, 0, 1, 1], [0, 0, 1, 1]]
     np.testing.assert_array_equal(same_episode(done), expected)
+
+
+def test_sizes_are_given_to_the_factory(model, params):
+    assert model.world_model == WorldModel(*model[: len(WorldModel._fields)])
+    assert model._fields[: len(WorldModel._fields)] == WorldModel._fields
+    assert (model.obs_size, model.action_size) == (OBS, ACT)
+    assert params["encoder"]["layers"]["0"]["kernel"].shape[0] == OBS
+    assert params["pi"]["out"]["kernel"].shape[1] == 2 * ACT
+    one_layer = make_tdmpc_model(dataclasses.replace(CFG, num_enc_layers=1), OBS, ACT)
+    assert one_layer.encode(one_layer.init(jax.random.key(0)), jnp.zeros((2, OBS))).shape == (
+        2,
+        CFG.latent_dim,
+    )
+    for bad, name in [((0, ACT), "obs_size"), ((OBS, 1.5), "action_size")]:
+        with pytest.raises(ValueError, match=f"make_tdmpc_model: {name} must be an int >= 1"):
+            make_tdmpc_model(CFG, *bad)
+
+
+def test_observe_and_imagine_return_step_outputs(model, params):
+    z0 = model.encode(params, jnp.ones((3, OBS)))
+    action = jnp.tanh(jax.random.normal(jax.random.key(1), (3, ACT)))
+    obs = jax.random.normal(jax.random.key(2), (3, OBS))
+    z, out = jax.jit(model.observe)(params, z0, action, obs, jnp.zeros(3, bool), jax.random.key(0))
+    assert isinstance(out, StepOutput) and out.extras == {}
+    assert out.reward.shape == (3,) and out.cont.shape == (3,)
+    np.testing.assert_allclose(z, model.encode(params, obs), rtol=1e-6)
+    np.testing.assert_allclose(out.reward, model.reward(params, z0, action), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.cont, 1 - model.termination(params, z), rtol=1e-5)
+    z2, out = jax.jit(model.imagine)(params, z0, action, jax.random.key(1))
+    assert isinstance(out, StepOutput) and out.reward.shape == (3,) and out.cont.shape == (3,)
+    np.testing.assert_allclose(z2, model.next(params, z0, action), rtol=1e-6)
+    # the reward reads (z, a), the continuation `1 - termination` reads z'
+    np.testing.assert_allclose(out.reward, model.reward(params, z0, action), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.cont, 1 - model.termination(params, z2), rtol=1e-5)
+    assert np.all((out.cont > 0) & (out.cont < 1))
+    split = model.predict(params, z0, action, model.transition(params, z0, action, None))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), split, out)
+
+
+def test_without_episodic_cont_is_one(params):
+    model = make_tdmpc_model(dataclasses.replace(CFG, episodic=False), OBS, ACT)
+    z = model.encode(params, jnp.ones((3, OBS)))
+    _, out = model.imagine(params, z, jnp.zeros((3, ACT)), jax.random.key(1))
+    np.testing.assert_array_equal(out.cont, np.ones(3))
+    _, out = model.observe(params, z, jnp.zeros((3, ACT)), jnp.ones((3, OBS)), jnp.ones(3, bool),
+                           jax.random.key(1))  # fmt: skip
+    np.testing.assert_array_equal(out.cont, np.ones(3))
+    assert (
+        "loss/termination"
+        not in model.loss(params, _batch(jax.random.key(3)), jax.random.key(4))[1]
+    )
+
+
+def test_sequence_imagine_equals_per_step_imagine_loop(model, params):
+    """Heads after the scan (`predict` on all `[H, B]` steps) equal `imagine` at every step."""
+    start = model.encode(params, jax.random.normal(jax.random.key(1), (B, OBS)))
+    policy = lambda z, k: model.pi(params, z, k)[0]
+    horizon, key = 4, jax.random.key(2)
+    latents, actions, outs = jax.jit(imagine, static_argnums=(0, 3, 4))(
+        model, params, start, policy, horizon, key
+    )
+    z, ref = start, []
+    for step_key in jax.random.split(key, horizon):
+        policy_key, model_key = jax.random.split(step_key)
+        action = policy(z, policy_key)
+        z, out = model.imagine(params, z, action, model_key)
+        ref.append((z, action, out))
+    ref = jax.tree.map(lambda *xs: jnp.stack(xs), *ref)
+    for got, want in zip(
+        jax.tree.leaves((latents, actions, outs)), jax.tree.leaves(ref), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert outs.reward.shape == (horizon, B) and outs.cont.shape == (horizon, B)
