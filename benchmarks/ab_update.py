@@ -67,13 +67,14 @@ def _compiled_call(what: str, size: str):
         from agents.tdmpc2 import TDMPC2Config, make_tdmpc2
 
         cfg = TDMPC2Config.cpu()
-        agent, (t, b) = make_tdmpc2(cfg, spec), (cfg.sequence_length, cfg.batch_size)
+        agent, (t, b) = make_tdmpc2(cfg, spec), (cfg.planner.horizon, cfg.batch_size)
     state = _init(agent, jax.random.key(0), spec)
     if what == "tdmpc2-plan":
         n = 4  # `TrainConfig.num_envs`
         obs = jax.random.normal(jax.random.key(1), (n, spec.obs_size))
         args = (state, agent.initial_carry(state, n), obs, jnp.zeros(n, bool), jax.random.key(2))
-        return jax.jit(agent.act, static_argnums=5).lower(*args, False).compile(), args
+        act = jax.jit(lambda *a: agent.act(*a, eval=False))  # keyword on either tree
+        return act.lower(*args).compile(), args
     args = (state, _sequence_batch(agent, state, spec, t, b), jax.random.key(3))
     return jax.jit(agent.update).lower(*args).compile(), args
 

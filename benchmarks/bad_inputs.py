@@ -262,7 +262,9 @@ def dir_cases(c: Cases):
     d = c.dir("missing_section") / "run"
     fake_run(d)
     data = json.loads((d / "config.json").read_text())
-    del data["tdmpc2"]["model"]
+    from agents.config import TrainConfig
+
+    del data["agent"][TrainConfig().agent.name]["model"]
     (d / "config.json").write_text(json.dumps(data))
     yield c.run("resume_config_missing_section", ["train", "--resume", d])
 

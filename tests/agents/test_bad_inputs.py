@@ -203,10 +203,10 @@ def test_a_config_missing_a_section_is_refused(tmp_path, capsys):
     """9: a missing section was filled with the official defaults (other sizes on resume)."""
     _fake_run(tmp_path)
     data = json.loads((tmp_path / "config.json").read_text())
-    del data["tdmpc2"]["model"]
+    del data["agent"][TrainConfig().agent.name]["model"]
     (tmp_path / "config.json").write_text(json.dumps(data))
     code, res = _run(capsys, "train", "--resume", tmp_path)
-    assert code == 2 and "tdmpc2" in res.err and "model" in res.err and "missing" in res.err
+    assert code == 2 and "agent.tdmpc2" in res.err and "model" in res.err and "missing" in res.err
 
 
 def test_eval_without_a_checkpoint_creates_nothing(tmp_path, capsys):
