@@ -60,6 +60,10 @@ def agent_config_class(name: str) -> type:
     raise ValueError(f"unknown agent {name!r}: the agents are {labels}")
 
 
+# How a train chunk composes acting and learning (`TrainConfig.schedule`).
+Schedule = typing.Literal["interleaved", "episodic"]
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """A training run. Env steps count physics steps (agent steps x num_envs x action_repeat).
@@ -80,6 +84,22 @@ class TrainConfig:
         (each seed as a one-seed run with that seed would train it, up to float rounding).
       seed_steps: env steps of uniformly random actions before learning starts.
       chunk_steps: agent steps per jitted chunk (Python runs between chunks).
+      schedule: how a train chunk interleaves acting and learning (`agents.train`):
+        `"interleaved"`: after each vectorised env step, `updates_per_step` agent updates on
+        sequences sampled with replacement (TD-MPC2's and Dreamer's loop);
+        `"episodic"`: `chunk_steps` agent steps of acting first, then a fit of up to `fit_epochs`
+        epochs over the whole replay, every valid sequence start once per epoch in a random order
+        (PETS' and the classic MBRL loop; the agent's `updates_per_step` is not used). To fit
+        after each episode, as PETS does, set `chunk_steps` to the episode length in agent steps
+        (`episode_length // action_repeat`).
+      fit_epochs: `"episodic"`: most epochs per fit.
+      fit_holdout: `"episodic"`: fraction of the valid starts held out of each fit (drawn afresh
+        every fit) to measure `fit_metric` on for early stopping; 0: no holdout, always
+        `fit_epochs` epochs.
+      fit_patience: `"episodic"` with a holdout: stop a fit once the held-out `fit_metric` has not
+        improved on its best (the first being the loss before the fit) for this many epochs.
+      fit_metric: `"episodic"` with a holdout: the metric of the agent's update that is the
+        held-out loss (the update's metrics are those of the state it starts from).
       replay_capacity: transitions kept (all envs together).
       eval_every: env steps between evaluations.
       eval_episodes: evaluation episodes, run in parallel.
@@ -99,6 +119,11 @@ class TrainConfig:
     num_seeds: int = 1
     seed_steps: int = 4_000
     chunk_steps: int = 250
+    schedule: Schedule = "interleaved"
+    fit_epochs: int = 5
+    fit_holdout: float = 0.0
+    fit_patience: int = 1
+    fit_metric: str = "loss/model"
     replay_capacity: int = 100_000
     eval_every: int = 5_000
     eval_episodes: int = 4
@@ -126,14 +151,21 @@ class TrainConfig:
             "checkpoint_every",
             "image_size",
             "num_seeds",
+            "fit_epochs",
+            "fit_patience",
         )
         check_config(
             self,
             {name: Range(ge=1, integer=True) for name in positive}
-            | {"seed_steps": Range(ge=0, integer=True)},
+            | {"seed_steps": Range(ge=0, integer=True), "fit_holdout": Range(ge=0, lt=1)},
         )
         if self.obs not in ("state", "pixels"):
             raise ValueError(f"TrainConfig.obs must be 'state' or 'pixels', got {self.obs!r}")
+        if self.schedule not in typing.get_args(Schedule):
+            raise ValueError(
+                f"TrainConfig.schedule must be one of {typing.get_args(Schedule)}, "
+                f"got {self.schedule!r}"
+            )
 
     @property
     def env_steps_per_agent_step(self) -> int:
@@ -146,3 +178,9 @@ class TrainConfig:
     @property
     def env_steps_per_chunk(self) -> int:
         return self.chunk_steps * self.env_steps_per_agent_step
+
+    @property
+    def num_chunks(self) -> int:
+        """Train chunks of a whole run: after the seed phase, until `steps` env steps are done."""
+        seeded = self.seed_agent_steps * self.env_steps_per_agent_step if self.seed_steps else 0
+        return max(0, math.ceil((self.steps - seeded) / self.env_steps_per_chunk))

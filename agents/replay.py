@@ -12,7 +12,9 @@ row. A sequence is `seq_len` consecutive rows of one env. A start `(row, env)` i
     step may be done, and then its `next_obs` is the true final observation).
 `sample_sequences` draws starts uniformly, with replacement, over all valid starts: an exact int32
 cumulative count of the validity mask and a binary search, `O(capacity)` work per call rather
-than one Gumbel draw per slot and sample as `jax.random.categorical` would need.
+than one Gumbel draw per slot and sample as `jax.random.categorical` would need. `epoch_starts`
+gives every valid start once in a random order (an epoch without replacement, for fitting a model
+on the whole buffer), and `sequences_at` gathers the sequences at given starts.
 
 Why not flashbax: its trajectory buffer (0.1.3) samples start indices uniformly from
 `[oldest, head - seq_len]` without looking at the data, so sequences cross episode boundaries;
@@ -175,16 +177,62 @@ def sample_sequences(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    capacity, num_envs = state.data.done.shape[:2]
     flat_valid = valid_starts(state, seq_len, cross_episodes).reshape(-1)  # index = row * N + env
     counts = jnp.cumsum(flat_valid.astype(jnp.int32))
     pick = jax.random.randint(key, (batch_size,), 0, jnp.maximum(counts[-1], 1))
     # The (pick+1)-th valid start: the first index whose running count exceeds `pick`.
     index = jnp.minimum(jnp.searchsorted(counts, pick, side="right"), flat_valid.shape[0] - 1)
+    batch, where = sequences_at(state, index, seq_len)
+    return (batch, where) if with_index else batch
+
+
+def epoch_starts(
+    state: ReplayState, key: jax.Array, seq_len: int, cross_episodes: bool = False
+) -> tuple[jax.Array, jax.Array]:
+    """Every valid start once, in a random order: one epoch over the buffer, without replacement.
+
+    Starts are flat indices `row * N + env` (as `sequences_at` takes them); which are valid is
+    decided by `valid_starts`, exactly as `sample_sequences` decides it.
+
+    Args:
+      state: the buffer, storage `[R, N, ...]`.
+      key: typed key, consumed.
+      seq_len: static length `L`, `1 <= L <= R`.
+      cross_episodes: static; see `valid_starts`.
+
+    Returns:
+      `(starts, count)`: int32 `[R * N]` whose first `count` entries are the valid starts in a
+      uniformly random order (the rest are the invalid ones, to be ignored), and int32 `[]`.
+
+    Example:
+      >>> starts, count = epoch_starts(state, key, seq_len=4)
+      >>> batch, _ = sequences_at(state, starts[:16], seq_len=4)  # the first 16 (if count >= 16)
+    """
+    flat_valid = valid_starts(state, seq_len, cross_episodes).reshape(-1)
+    perm = jax.random.permutation(key, flat_valid.shape[0]).astype(jnp.int32)
+    # A stable sort on "invalid" keeps the permutation's order among the valid starts.
+    starts = perm[jnp.argsort(~flat_valid[perm], stable=True)]
+    return starts, jnp.sum(flat_valid, dtype=jnp.int32)
+
+
+def sequences_at(state: ReplayState, index: jax.Array, seq_len: int):
+    """The sequences of `seq_len` rows that start at flat indices `index` (`row * N + env`).
+
+    Args:
+      state: the buffer, storage `[R, N, ...]`.
+      index: int `[B]` starts, from `epoch_starts` or valid by `valid_starts` (not checked).
+      seq_len: static length `L`, `1 <= L <= R`.
+
+    Returns:
+      `(transitions, (rows [L, B], envs [B]))`: time-major leaves `[L, B, ...]` and where they lie
+      (for `write_context`).
+    """
+    capacity, num_envs = state.data.done.shape[:2]
+    _check_seq_len(seq_len, capacity)
     start, env = index // num_envs, index % num_envs  # [B]
     rows = (start[None, :] + jnp.arange(seq_len)[:, None]) % capacity  # [L, B]
     batch = jax.tree.map(lambda x: x[rows, env[None, :]], state.data)
-    return (batch, (rows, env)) if with_index else batch
+    return batch, (rows, env)
 
 
 def write_context(

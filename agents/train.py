@@ -1,10 +1,19 @@
 """The on-device training loop: `make_train(cfg, env, spec, agent) -> Trainer`.
 
-One chunk of training is ONE jitted `lax.scan` over `chunk_steps` agent steps; each step plans and
-acts in all `num_envs` environments, stores the transitions in the replay buffer and runs
-`agent.data.updates_per_step` agent updates on sampled sequences. Python only runs between
-chunks (`agents.run` does the progress bar, logging, evaluation and checkpoints). The loop knows
-agents only through the `Agent` contract (`agents.types`): what to sample comes from `agent.data`.
+Training is two pure phases on a `TrainState`, composed by a schedule (`TrainConfig.schedule`):
+  * `collect(state, steps)`: act in all `num_envs` environments for `steps` agent steps and store
+    the transitions in the replay buffer (uniformly random actions in the seed phase);
+  * `learn(state, num_updates)`: agent updates on sequences sampled from replay with replacement;
+    or `fit(state, epochs)`: epochs over the whole replay without replacement, with early stopping
+    on a held-out loss (`agents.schedules`).
+A train chunk is ONE jitted program of `chunk_steps` agent steps:
+  * `"interleaved"` (default): a `lax.scan` whose every step acts once in the envs and then runs
+    `agent.data.updates_per_step` updates (TD-MPC2's and Dreamer's loop);
+  * `"episodic"`: `collect(state, chunk_steps)`, then `fit(state, cfg.fit_epochs)` (PETS' loop).
+`Trainer.run(key)` is a whole run (seed phase and every train chunk, no evaluation) as one pure
+function of a key, to `jax.vmap` over seeds. Python only runs between chunks otherwise
+(`agents.run` does the progress bar, logging, evaluation and checkpoints). The loop knows agents
+only through the `Agent` contract (`agents.types`): what to sample comes from `agent.data`.
 
 An update whose new agent state or `loss*` metrics hold a NaN or infinity never reaches the
 parameters: the loop keeps the state from before it, leaves its replay contexts unwritten and
@@ -14,12 +23,16 @@ Example (a complete run, see `agents.run.run_training` for the logged version):
   >>> trainer = make_train(cfg, env, spec, agent)            # doctest: +SKIP
   >>> state = trainer.init(jax.random.key(0))                # doctest: +SKIP
   >>> state, metrics = trainer.seed_chunk(state)             # random actions, fills replay
-  >>> state, metrics = trainer.train_chunk(state)            # collect -> add -> update, scanned
+  >>> state, metrics = trainer.train_chunk(state)            # the schedule's chunk
+  >>> state, metrics = trainer.collect(state, 100)           # or the phases one by one
+  >>> state, metrics = trainer.learn(state, 50)
   >>> trainer.evaluate(state.agent, jax.random.key(1))       # {'eval/return': ...}
+  >>> state, per_chunk = trainer.run(jax.random.key(0))      # a whole run, metrics [C]
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
@@ -28,6 +41,7 @@ from flax import struct
 
 from agents import replay
 from agents.envs import step_transition
+from agents.schedules import check_fit_metric, make_fit
 from agents.types import Agent, Context, EnvSpec, Transition
 
 if TYPE_CHECKING:  # the loop reads the run's settings, never the agents' configs
@@ -49,14 +63,21 @@ class TrainState:
 
 
 class Trainer(NamedTuple):
-    """The jitted pieces of a run; `agents.run` drives them."""
+    """The jitted pieces of a run; `agents.run` drives the first four.
+
+    A `TrainState` argument is donated. With `cfg.num_seeds = S > 1` every array argument and
+    result has a leading seed axis `[S]` (keys from `seed_keys` / `eval_keys`); the ints are
+    static (a new value compiles anew) and shared by the seeds.
+    """
 
     init: Any  # (key) -> TrainState
-    seed_chunk: Any  # (TrainState) -> (TrainState, metrics): random actions, no updates
+    seed_chunk: Any  # (TrainState) -> (TrainState, metrics): collect(seed_agent_steps, random)
     train_chunk: Any  # (TrainState) -> (TrainState, metrics incl. updates, nonfinite_updates)
     evaluate: Any  # (agent_state, key) -> metrics with 'eval/return'
-    # With `cfg.num_seeds = S > 1` every argument and result has a leading seed axis `[S]`
-    # (keys from `seed_keys` / `eval_keys`).
+    collect: Any  # (TrainState, steps, random_actions=False) -> (TrainState, metrics)
+    learn: Any  # (TrainState, num_updates) -> (TrainState, metrics incl. updates, ...)
+    fit: Any  # (TrainState, epochs) -> (TrainState, metrics incl. fit/epochs): `agents.schedules`
+    run: Any  # (key) -> (TrainState, metrics [C]): init, seed phase, `cfg.num_chunks` chunks
 
 
 def _mean_metrics(stacked: dict) -> dict:
@@ -111,6 +132,13 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
             f"sequence length + 1 ({seq_len + 1}) steps per env ({n} envs)"
         )
     guarded_update = skip_nonfinite(agent.update)
+    fit_replay = make_fit(
+        agent,
+        guarded_update,
+        holdout=cfg.fit_holdout,
+        patience=cfg.fit_patience,
+        metric=cfg.fit_metric,
+    )
 
     def init(key) -> TrainState:
         k_agent, k_env, k_run = jax.random.split(key, 3)
@@ -164,9 +192,9 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
         )
         return ts, stats
 
-    def updates(agent_state, buffer, key):
+    def updates(agent_state, buffer, key, u: int):
         k_sample, k_update = jax.random.split(key)
-        u, b = num_updates, agent.data.batch_size
+        b = agent.data.batch_size
 
         def run(state):
             # One sample call for all updates of this step: the validity mask is built once.
@@ -206,13 +234,16 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
             buffer = replay.write_context(buffer, *written)
         return state, buffer, metrics, counts
 
-    def chunk(ts: TrainState, length: int, learn: bool):
+    def scan_steps(ts: TrainState, length: int, random_actions: bool, u: int):
+        """`length` agent steps, each acting once in the envs and then running `u` updates."""
+
         def body(ts, _):
+            # Each step draws three keys, the last for its updates (unused without them).
             key, k_act, k_upd = jax.random.split(ts.key, 3)
-            ts, stats = env_step(ts.replace(key=key), k_act, random_actions=not learn)
+            ts, stats = env_step(ts.replace(key=key), k_act, random_actions=random_actions)
             counts = {"updates": jnp.int32(0), "nonfinite_updates": jnp.int32(0)}
-            if learn and num_updates:
-                agent_state, buffer, metrics, counts = updates(ts.agent, ts.replay, k_upd)
+            if u:
+                agent_state, buffer, metrics, counts = updates(ts.agent, ts.replay, k_upd, u)
                 ts, stats = ts.replace(agent=agent_state, replay=buffer), {**stats, **metrics}
             return ts, (stats, counts)
 
@@ -225,12 +256,56 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
         del out["train/return_sum"]
         return ts, out
 
-    # Several seeds are one program: every piece vmapped over a leading seed axis [S].
+    def collect(ts: TrainState, length: int, random_actions: bool = False):
+        return scan_steps(ts, length, random_actions, 0)
+
+    def learn(ts: TrainState, u: int):
+        if u < 1:
+            raise ValueError(f"learn: num_updates must be at least 1, got {u}")
+        key, k_upd = jax.random.split(ts.key)
+        agent_state, buffer, metrics, counts = updates(ts.agent, ts.replay, k_upd, u)
+        return ts.replace(agent=agent_state, replay=buffer, key=key), {**metrics, **counts}
+
+    def fit(ts: TrainState, epochs: int):
+        key, k_fit = jax.random.split(ts.key)
+        agent_state, buffer, metrics = fit_replay(ts.agent, ts.replay, k_fit, epochs)
+        return ts.replace(agent=agent_state, replay=buffer, key=key), metrics
+
+    def train_chunk(ts: TrainState):
+        if cfg.schedule == "interleaved":
+            return scan_steps(ts, cfg.chunk_steps, False, num_updates)
+        ts, acted = collect(ts, cfg.chunk_steps)
+        ts, fitted = fit(ts, cfg.fit_epochs)
+        return ts, {**acted, **fitted}
+
+    def whole_run(key):
+        ts = init(key)
+        if cfg.seed_steps > 0:  # as `agents.run` drives it
+            ts, _ = collect(ts, cfg.seed_agent_steps, True)
+        return jax.lax.scan(lambda ts, _: train_chunk(ts), ts, length=cfg.num_chunks)
+
+    if cfg.schedule == "episodic" and cfg.fit_holdout > 0:  # before anything compiles
+        check_fit_metric(agent, jax.eval_shape(init, jax.random.key(0)), cfg.fit_metric)
+
+    # Several seeds are one program: every piece vmapped over a leading seed axis [S] (the
+    # phases' static arguments bound first).
     many = jax.vmap if cfg.num_seeds > 1 else (lambda f: f)
+
+    @functools.partial(jax.jit, static_argnames=("steps", "random_actions"), donate_argnums=0)
+    def collect_phase(state, steps: int, random_actions: bool = False):
+        return many(lambda ts: collect(ts, steps, random_actions))(state)
+
+    @functools.partial(jax.jit, static_argnames="num_updates", donate_argnums=0)
+    def learn_phase(state, num_updates: int):
+        return many(lambda ts: learn(ts, num_updates))(state)
+
+    @functools.partial(jax.jit, static_argnames="epochs", donate_argnums=0)
+    def fit_phase(state, epochs: int):
+        return many(lambda ts: fit(ts, epochs))(state)
+
     seed_chunk = jax.jit(
-        many(lambda ts: chunk(ts, max(cfg.seed_agent_steps, 1), False)), donate_argnums=0
+        many(lambda ts: collect(ts, max(cfg.seed_agent_steps, 1), True)), donate_argnums=0
     )
-    train_chunk = jax.jit(many(lambda ts: chunk(ts, cfg.chunk_steps, True)), donate_argnums=0)
 
     def evaluate(agent_state, key):
         if eval_env is None:
@@ -276,8 +351,12 @@ def make_train(cfg: TrainConfig, env, spec: EnvSpec, agent: Agent, eval_env=None
     return Trainer(
         init=jax.jit(many(init), out_shardings=device),
         seed_chunk=seed_chunk,
-        train_chunk=train_chunk,
+        train_chunk=jax.jit(many(train_chunk), donate_argnums=0),
         evaluate=jax.jit(many(evaluate)),
+        collect=collect_phase,
+        learn=learn_phase,
+        fit=fit_phase,
+        run=jax.jit(many(whole_run)),
     )
 
 

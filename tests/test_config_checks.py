@@ -173,6 +173,11 @@ RANGE_CASES = [
     (TDMPC2Config, dict(updates_per_step=-1), r"TDMPC2Config\.updates_per_step must be an int >="),
     (DreamerConfig, dict(updates_per_step=-1), r"DreamerConfig\.updates_per_step must be an int"),
     (TrainConfig, dict(agent="dreamer"), r"TrainConfig\.agent must be an agent config"),
+    (TrainConfig, dict(schedule="often"), r"TrainConfig\.schedule must be one of"),
+    (TrainConfig, dict(fit_epochs=0), r"TrainConfig\.fit_epochs must be an int >= 1, got 0"),
+    (TrainConfig, dict(fit_patience=0), r"TrainConfig\.fit_patience must be an int >= 1"),
+    (TrainConfig, dict(fit_holdout=1.0), r"TrainConfig\.fit_holdout must be in \[0, 1\), got 1\.0"),
+    (TrainConfig, dict(fit_holdout=-0.1), r"TrainConfig\.fit_holdout must be in \[0, 1\)"),
 ]
 
 
@@ -257,6 +262,7 @@ def _cli_error(argv, capsys) -> str:
         (["--tdmpc2.lr", "1"], "agent flags have no prefix now"),
         (["--agent", "dreamer"], "the agent is a subcommand now"),
         (["--steps", "0"], "TrainConfig.steps must be an int >= 1, got 0"),
+        (["--fit-holdout", "1"], "TrainConfig.fit_holdout must be in [0, 1), got 1.0"),
     ],
 )
 def test_cli_refuses_bad_values_naming_the_field(argv, message, capsys):

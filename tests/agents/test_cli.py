@@ -35,6 +35,11 @@ def test_train_help_shows_config_flags(capsys):
         "--mpc",
         "--resume",
         "--overwrite",
+        "--schedule",
+        "--fit-epochs",
+        "--fit-holdout",
+        "--fit-patience",
+        "--fit-metric",
     ):
         assert flag in out.out, flag
     assert "tdmpc2" in out.out and "dreamer" in out.out  # the agents, as subcommands
@@ -50,6 +55,18 @@ def test_only_the_chosen_agents_flags_exist(capsys):
     assert type(cmd.agent).name == "dreamer" and cmd.agent.horizon == 7 and cmd.steps == 900
     assert cmd.agent.batch_length == 32  # a subcommand starts from the agent's cpu() preset
     assert parse(["train"]).agent == TrainConfig().agent
+
+
+def test_the_schedule_is_chosen_by_flags(capsys):
+    cmd = parse(["train", "--schedule", "episodic", "--fit-epochs", "7", "--fit-holdout", "0.1"])
+    assert (cmd.schedule, cmd.fit_epochs, cmd.fit_holdout) == ("episodic", 7, 0.1)
+    assert parse(["train"]).schedule == "interleaved"
+    cmd = parse(["train", "dreamer", "--schedule", "episodic", "--fit-patience", "3"])
+    assert (
+        cmd.schedule == "episodic" and cmd.fit_patience == 3 and type(cmd.agent).name == "dreamer"
+    )
+    code, out = _run(capsys, "train", "--schedule", "sometimes")
+    assert code == 2 and "interleaved" in out.err and "episodic" in out.err
 
 
 def test_unknown_env_lists_valid_names(capsys):
@@ -100,6 +117,8 @@ def test_resume_keeps_the_saved_config_unless_a_flag_is_given(saved_run):
 def test_resume_refuses_a_changed_config_naming_the_field(saved_run, capsys):
     code, out = _run(capsys, "train", "--resume", str(saved_run), "--num-envs", "16")
     assert code == 2 and "cannot change num_envs" in out.err
+    code, out = _run(capsys, "train", "--resume", str(saved_run), "--schedule", "episodic")
+    assert code == 2 and "cannot change schedule" in out.err
 
 
 def test_resume_of_a_missing_run_is_a_clear_error(tmp_path, capsys):

@@ -10,8 +10,10 @@ import pytest
 from agents.replay import (
     add,
     can_sample,
+    epoch_starts,
     init_replay,
     sample_sequences,
+    sequences_at,
     size,
     valid_starts,
 )
@@ -289,3 +291,53 @@ def test_context_rides_along_and_write_back_targets_the_next_step(key):
     with pytest.raises(ValueError, match="context"):
         plain = init_replay(stream[0].replace(context=None), rows_n * n)
         write_context(plain, (rows, envs), value, batch.done)
+
+
+jit_epoch = jax.jit(epoch_starts, static_argnames=("seq_len", "cross_episodes"))
+
+
+@pytest.mark.parametrize("cross", [False, True], ids=["one-episode", "cross-episodes"])
+@pytest.mark.parametrize("num_steps, seq_len", [(6, 3), (25, 3), (25, 1), (20, ROWS)])
+def test_epoch_starts_are_every_valid_start_once_in_a_random_order(key, num_steps, seq_len, cross):
+    state = _filled(num_steps)
+    starts, count = jit_epoch(state, key, seq_len=seq_len, cross_episodes=cross)
+    valid = np.flatnonzero(np.asarray(valid_starts(state, seq_len, cross)))  # row * N + env
+    assert starts.shape == (ROWS * NUM_ENVS,) and starts.dtype == jnp.int32
+    assert int(count) == len(valid)
+    first = np.asarray(starts[: int(count)])
+    np.testing.assert_array_equal(np.sort(first), valid)  # each valid start exactly once
+    np.testing.assert_array_equal(np.sort(np.asarray(starts)), np.arange(ROWS * NUM_ENVS))
+    if not cross:  # the sequences there are the ones `sample_sequences` may draw
+        batch, _ = sequences_at(state, starts[: int(count)], seq_len)
+        time, env = np.asarray(batch.obs[0, :, 1]) - 1, np.asarray(batch.obs[0, :, 0])
+        assert set(zip(time.astype(int), env.astype(int), strict=True)) == _expected_starts(
+            num_steps, seq_len
+        )
+    again, _ = jit_epoch(state, key, seq_len=seq_len, cross_episodes=cross)
+    other, _ = jit_epoch(state, jax.random.split(key)[0], seq_len=seq_len, cross_episodes=cross)
+    np.testing.assert_array_equal(starts, again)
+    if len(valid) > 3:
+        assert not np.array_equal(first, np.asarray(other[: int(count)]))
+
+
+def test_epoch_order_is_uniform(key):
+    """Over many epochs each valid start is first equally often."""
+    state = _filled(25)
+    keys = jax.random.split(key, 3000)
+    starts, count = jax.vmap(lambda k: epoch_starts(state, k, 3))(keys)
+    firsts = np.asarray(starts[:, 0])
+    valid = np.flatnonzero(np.asarray(valid_starts(state, 3)))
+    _, counts = np.unique(firsts, return_counts=True)
+    assert set(firsts) == set(valid) and (np.asarray(count) == len(valid)).all()
+    mean = len(keys) / len(valid)  # ~143, standard deviation ~12: 6 sigma bounds
+    assert counts.min() > mean - 70 and counts.max() < mean + 70, counts
+
+
+def test_sequences_at_is_what_sampling_gathers(key):
+    state = _filled(25)
+    batch, (rows, envs) = sample_sequences(state, key, 8, 3, with_index=True)
+    index = rows[0] * NUM_ENVS + envs
+    again, (rows2, envs2) = sequences_at(state, index, 3)
+    jax.tree.map(np.testing.assert_array_equal, batch, again)
+    np.testing.assert_array_equal(rows, rows2)
+    np.testing.assert_array_equal(envs, envs2)

@@ -3,12 +3,14 @@
 import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 
 from agents.config import TrainConfig
-from agents.run import run_training
+from agents.run import build, run_training
 from agents.tdmpc2 import TDMPC2Config
+from agents.train import seed_keys
 
 # tests/agents/test_train.py's run, shorter: the one-seed programs are the same (the seed is an
 # input, not part of the program), so the persistent compilation cache serves them.
@@ -106,3 +108,27 @@ def test_seed_k_of_the_batch_is_the_one_seed_run_with_seed_k():
         other = jax.tree.map(lambda x, k=k: x[(k + 1) % 4], state.agent)
         assert not _close(other, alone.agent)  # the check tells seeds apart
         assert int(state.agent_steps[k]) == int(alone.agent_steps)
+
+
+def test_two_seeds_train_with_the_episodic_schedule():
+    """The fit's epoch and batch loops end per seed: each seed as its one-seed run fits."""
+    episodic = dataclasses.replace(CFG, schedule="episodic", fit_epochs=2, fit_holdout=0.2)
+    two = dataclasses.replace(episodic, num_seeds=2)
+    _, _, trainer = build(two)
+    state, _ = trainer.seed_chunk(trainer.init(seed_keys(two)))
+    state, m = trainer.train_chunk(state)
+    assert m["fit/epochs"].shape == (2,) and np.all(np.asarray(m["nonfinite_updates"]) == 0)
+    assert np.all(np.isfinite(np.asarray(m["loss/model"])))
+    _, _, one = build(dataclasses.replace(episodic, seed=1))
+    alone, _ = one.seed_chunk(one.init(jax.random.key(1)))
+    alone, m1 = one.train_chunk(alone)
+    for name in ("fit/epochs", "updates", "fit/train_starts", "fit/val_starts"):
+        assert int(m[name][1]) == int(m1[name]), name
+    for name in ("loss/model", "fit/val_loss"):
+        np.testing.assert_allclose(m[name][1], m1[name], rtol=1e-3, err_msg=name)
+    np.testing.assert_allclose(  # up to float rounding (vmapped matmuls differ in the last bits)
+        np.asarray(jax.tree.leaves(state.agent.params)[0][1]),
+        np.asarray(jax.tree.leaves(alone.agent.params)[0]),
+        rtol=1e-3,
+        atol=1e-5,
+    )

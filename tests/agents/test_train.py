@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import agents.run
+from agents import replay
 from agents.checkpoint import Checkpointer
 from agents.config import TrainConfig
 from agents.metrics import MetricsLog
@@ -99,6 +100,33 @@ def test_chunks_compile_once_and_learn_metrics(trainer, count_compiles):
     assert 0 < float(result["eval/return"]) <= CFG.episode_length
 
 
+# PETS' loop: collect the chunk's 20 steps, then fit by epochs over the whole replay.
+EPISODIC = dataclasses.replace(
+    CFG, schedule="episodic", fit_epochs=2, fit_holdout=0.2, fit_patience=1
+)
+
+
+def test_an_episodic_chunk_trains_tdmpc2(count_compiles):
+    _, agent, trainer = _shared_build(EPISODIC)
+    state, _ = trainer.seed_chunk(trainer.init(jax.random.key(0)))
+    before = _float_leaves(state.agent)
+    state, m = trainer.train_chunk(state)
+    assert int(state.agent_steps) == CFG.seed_agent_steps + CFG.chunk_steps
+    starts, held_out = int(m["fit/train_starts"]), int(m["fit/val_starts"])
+    valid = replay.valid_starts(state.replay, agent.data.seq_len, agent.data.cross_episodes)
+    assert starts + held_out == int(valid.sum())
+    assert held_out == int((starts + held_out) * 0.2) > 0
+    epochs, batches = int(m["fit/epochs"]), -(-starts // agent.data.batch_size)
+    assert 1 <= epochs <= 2 and int(m["updates"]) == epochs * batches
+    assert int(m["nonfinite_updates"]) == 0 and int(state.agent.updates) == epochs * batches
+    assert np.isfinite(float(m["loss/model"])) and np.isfinite(float(m["fit/val_loss"]))
+    after = _float_leaves(state.agent)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    with count_compiles() as events:
+        state, m = jax.block_until_ready(trainer.train_chunk(state))
+    assert events == [] and int(m["fit/train_starts"]) > starts
+
+
 def test_resume_continues_exactly(trainer, tmp_path, count_compiles):
     state = trainer.init(jax.random.key(3))
     state, _ = trainer.seed_chunk(state)
@@ -121,6 +149,8 @@ def test_resume_continues_exactly(trainer, tmp_path, count_compiles):
 def test_config_round_trips_through_json():
     data = json.loads(json.dumps(config_to_dict(CFG)))
     assert config_from_dict(TrainConfig, data) == CFG
+    data = json.loads(json.dumps(config_to_dict(EPISODIC)))
+    assert data["schedule"] == "episodic" and config_from_dict(TrainConfig, data) == EPISODIC
     with pytest.raises(ValueError, match="unknown config fields"):
         config_from_dict(TrainConfig, {**data, "bogus": 1})
 
