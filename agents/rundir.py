@@ -19,7 +19,7 @@ import typing
 from pathlib import Path
 
 from agents.checkpoint import diff_configs
-from agents.config import AGENT_CONFIGS, TrainConfig, agent_config_class
+from agents.config import TrainConfig, agent_config_class
 
 # Config fields that may change between a run and its resume.
 RESUMABLE_FIELDS = ("steps", "eval_every", "checkpoint_every")
@@ -30,18 +30,11 @@ class RunDirError(ValueError):
     """A run directory that cannot be used: not a run, not writable, or protected."""
 
 
-def config_to_dict(cfg) -> dict:
-    """A config as JSON-able nested dicts; an agent config is tagged with its agent's name
+def config_to_dict(cfg: TrainConfig) -> dict:
+    """A config as JSON-able nested dicts; the agent's config is tagged with its agent's name
     (`{"agent": {"dreamer": {...}}}`), so that `config_from_dict` knows which one it was."""
-    out = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if isinstance(value, AGENT_CONFIGS):
-            out[f.name] = {value.name: dataclasses.asdict(value)}
-        elif dataclasses.is_dataclass(value):
-            out[f.name] = config_to_dict(value)
-        else:
-            out[f.name] = value
+    out = dataclasses.asdict(cfg)
+    out["agent"] = {cfg.agent.name: out["agent"]}
     return out
 
 
