@@ -167,7 +167,7 @@ def test_presets_plan_with_mppi_configs():
     assert CFG.planner == MPPIConfig(
         horizon=3, num_samples=16, num_elites=4, num_pi_trajs=4, iterations=2
     )
-    assert CFG.sequence_length == CFG.planner.horizon == 3
+    assert make_tdmpc2(CFG, SPEC).data.seq_len == CFG.planner.horizon == 3
 
 
 def test_the_agent_passes_its_planner_config_whole(monkeypatch, jitted):
@@ -182,7 +182,7 @@ def test_the_agent_passes_its_planner_config_whole(monkeypatch, jitted):
     state = jitted["state"]
     jax.eval_shape(
         lambda: agent.act(state, agent.initial_carry(state, 3), jnp.zeros((3, 4)),
-                          jnp.ones(3, bool), jax.random.key(0), False)
+                          jnp.ones(3, bool), jax.random.key(0), eval=False)
     )  # fmt: skip
     cfg, keywords = seen[0]
     assert cfg is CFG.planner
