@@ -110,6 +110,24 @@ def test_seed_k_of_the_batch_is_the_one_seed_run_with_seed_k():
         assert int(state.agent_steps[k]) == int(alone.agent_steps)
 
 
+def test_the_seeds_benchmark_pairs_both_programs_and_reports_per_seed_rates():
+    """benchmarks/seeds.py on the previous test's programs (served by the compile cache)."""
+    from _bench import load_benchmark
+
+    seeds = load_benchmark("seeds")
+    base = dataclasses.replace(CFG, chunk_steps=5)
+    r = seeds.measure(4, rounds=2, agent="tdmpc2", base=base)
+    one, four = r["rows"]["1"], r["rows"]["4"]
+    chunk = base.env_steps_per_chunk
+    assert one["env_steps_per_s_per_seed"] == pytest.approx(chunk / one["chunk_s"], rel=0.01)
+    assert four["env_steps_per_s_all_seeds"] == pytest.approx(
+        4 * four["env_steps_per_s_per_seed"], rel=0.01
+    )
+    assert r["cost_ratio"] > 0 and r["num_seeds"] == 4
+    text = seeds.markdown(r)
+    assert "| 4 |" in text and f"{r['cost_ratio']}x" in text
+
+
 def test_two_seeds_train_with_the_episodic_schedule():
     """The fit's epoch and batch loops end per seed: each seed as its one-seed run fits."""
     episodic = dataclasses.replace(CFG, schedule="episodic", fit_epochs=2, fit_holdout=0.2)
