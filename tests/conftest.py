@@ -36,7 +36,7 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # The longest files first: xdist hands whole files to its two workers in this order (pyproject's
 # `--no-loadscope-reorder`; xdist's default sends files with the most tests first, which put the
 # one-test learning file last and left one worker running it alone for minutes at the end).
-_LONG_FILES = ("test_learning.py", "test_dreamer.py", "test_train.py")
+_LONG_FILES = ("test_learning.py", "test_readme.py", "test_dreamer.py", "test_train.py")
 
 
 def pytest_collection_modifyitems(items):
