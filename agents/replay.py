@@ -64,8 +64,18 @@ def init_replay(example: Transition, capacity: int) -> ReplayState:
       ValueError: `capacity < N`, or leaves that do not share the leading `N`.
 
     Example:
-      >>> state = init_replay(transition, capacity=100_000)
-      >>> state = jax.jit(add, donate_argnums=0)(state, transition)
+      >>> import jax.numpy as jnp
+      >>> from agents.types import Transition
+      >>> N = 2  # envs
+      >>> transition = Transition(
+      ...     obs=jnp.zeros((N, 3)), action=jnp.zeros((N, 1)), reward=jnp.zeros(N),
+      ...     next_obs=jnp.zeros((N, 3)), terminated=jnp.zeros(N, bool), done=jnp.zeros(N, bool),
+      ... )  # fmt: skip
+      >>> state = init_replay(transition, capacity=100)
+      >>> for _ in range(10):
+      ...     state = jax.jit(add, donate_argnums=0)(state, transition)
+      >>> int(size(state))  # transitions stored: 10 steps of N envs
+      20
     """
     num_envs = example.done.shape[0] if example.done.shape else 0
     for leaf in jax.tree.leaves(example):
@@ -204,9 +214,22 @@ def epoch_starts(
       `(starts, count)`: int32 `[R * N]` whose first `count` entries are the valid starts in a
       uniformly random order (the rest are the invalid ones, to be ignored), and int32 `[]`.
 
-    Example:
-      >>> starts, count = epoch_starts(state, key, seq_len=4)
-      >>> batch, _ = sequences_at(state, starts[:16], seq_len=4)  # the first 16 (if count >= 16)
+    Example (10 steps of 2 envs, as in `init_replay`'s example):
+      >>> import jax.numpy as jnp
+      >>> from agents.types import Transition
+      >>> step = Transition(
+      ...     obs=jnp.zeros((2, 3)), action=jnp.zeros((2, 1)), reward=jnp.zeros(2),
+      ...     next_obs=jnp.zeros((2, 3)), terminated=jnp.zeros(2, bool), done=jnp.zeros(2, bool),
+      ... )  # fmt: skip
+      >>> state = init_replay(step, capacity=100)
+      >>> for _ in range(10):
+      ...     state = add(state, step)
+      >>> starts, count = epoch_starts(state, jax.random.key(0), seq_len=4)
+      >>> int(count)  # 7 starts in each env's 10 steps
+      14
+      >>> batch, _ = sequences_at(state, starts[:8], seq_len=4)  # the first 8 of them
+      >>> batch.obs.shape
+      (4, 8, 3)
     """
     flat_valid = valid_starts(state, seq_len, cross_episodes).reshape(-1)
     perm = jax.random.permutation(key, flat_valid.shape[0]).astype(jnp.int32)

@@ -21,10 +21,12 @@ bounds are traced, so one compiled program serves every fill level. An update is
 `learn` (`agents.train.skip_nonfinite`): a non-finite one is skipped and counted, its replay
 contexts unwritten.
 
-Example:
-  >>> fit = make_fit(agent, skip_nonfinite(agent.update), holdout=0.1, patience=2)
-  >>> agent_state, buffer, metrics = jax.jit(fit, static_argnums=3)(agent_state, buffer, key, 5)
-  >>> metrics["fit/epochs"], metrics["fit/val_loss"]          # doctest: +SKIP
+Usage, with an `agent` (`agents.make_agent`) and a filled replay `buffer` (`agents.replay`;
+`tests/agents/test_schedules.py` runs it through the episodic schedule):
+
+    fit = make_fit(agent, skip_nonfinite(agent.update), holdout=0.1, patience=2)
+    agent_state, buffer, metrics = jax.jit(fit, static_argnums=3)(agent_state, buffer, key, 5)
+    metrics["fit/epochs"], metrics["fit/val_loss"]
 """
 
 from __future__ import annotations

@@ -42,8 +42,12 @@ def test_every_pinned_dependency_is_imported():
 
 
 def test_public_names_exist():
+    import agents
+
     for name in worldmodels.__all__:
         assert hasattr(worldmodels, name), name
+    for name in agents.__all__:
+        assert getattr(agents, name) is not None, name
 
 
 @pytest.mark.parametrize(
@@ -59,6 +63,14 @@ def test_public_names_exist():
         "worldmodels.rssm_config",
         "worldmodels.scan",
         "worldmodels.sequence",
+        "agents",
+        "agents.checkpoint",
+        "agents.config",
+        "agents.dreamer",
+        "agents.envs",
+        "agents.render",
+        "agents.replay",
+        "agents.tdmpc2",
     ],
 )
 def test_docstring_examples_run(module):
