@@ -50,7 +50,10 @@ def _lowered(what: str, size: str):
     import jax
 
     if what == "train-chunk":
-        from agents.config import TrainConfig
+        try:
+            from agents.config import TrainConfig
+        except ImportError:  # trees before agents/config.py
+            from agents.train import TrainConfig
         from agents.run import build
 
         default = TrainConfig()
@@ -80,6 +83,9 @@ def _lowered(what: str, size: str):
 
 def child(what: str, size: str, calls: int) -> None:
     """Compile once and print `compile <s>`; then time `calls` calls, one per line of stdin."""
+    # Only the tree on PYTHONPATH: an editable install's finder would otherwise serve modules
+    # that an older tree does not have from the installed checkout.
+    sys.meta_path = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
     from agents.hostmem import tune_host_allocator
 
     tune_host_allocator()  # as `wm` and the benchmarks, before JAX starts
