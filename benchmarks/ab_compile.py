@@ -86,9 +86,12 @@ def child(what: str, size: str, calls: int) -> None:
     # Only the tree on PYTHONPATH: an editable install's finder would otherwise serve modules
     # that an older tree does not have from the installed checkout.
     sys.meta_path = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
-    from agents.hostmem import tune_host_allocator
+    try:
+        from agents.hostmem import tune_host_allocator
 
-    tune_host_allocator()  # as `wm` and the benchmarks, before JAX starts
+        tune_host_allocator()  # as `wm` and the benchmarks, before JAX starts
+    except ImportError:  # trees before the allocator tuning (2026-11-30) ran without it
+        pass
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)
