@@ -17,6 +17,7 @@ What is compiled (`--what`):
   python benchmarks/ab_compile.py HEAD~3                          # train chunk, 5 rounds
   python benchmarks/ab_compile.py 71b6912 --what dreamer-update
   python benchmarks/ab_compile.py 5e62e50 --calls 8 --json out.json
+  python benchmarks/ab_compile.py 5e62e50 --tree 1f9a2da --rounds 1 --calls 4   # bisecting
 """
 
 from __future__ import annotations
@@ -166,6 +167,9 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5, help="fresh compiles per side")
     parser.add_argument("--calls", type=int, default=0, help="train-chunk calls timed per side")
+    parser.add_argument(
+        "--tree", help="compare against this git ref instead of the working tree (bisecting)"
+    )
     parser.add_argument("--json", type=Path, help="also write the samples to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,11 +183,15 @@ def main() -> None:
         base = Path(tmp) / "baseline"
         git = ["git", "-C", str(ROOT)]
         subprocess.run([*git, "worktree", "add", "-q", "--detach", str(base), args.ref], check=True)
+        other = Path(tmp) / "other"
+        if args.tree:
+            subprocess.run([*git, "worktree", "add", "-q", "--detach", str(other), args.tree])
         try:
-            trees = {args.ref: base, "working tree": ROOT}
+            trees = {args.ref: base, args.tree or "working tree": other if args.tree else ROOT}
             out = compare(trees, args.what, args.size, args.rounds, args.calls)
         finally:
-            subprocess.run([*git, "worktree", "remove", "--force", str(base)], check=False)
+            for tree in (base, other) if args.tree else (base,):
+                subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=False)
     summary = {"ref": args.ref, "what": args.what, "load_after": list(os.getloadavg())}
     for name, samples in out.items():
         line = f"{name}: compile median {statistics.median(samples['compile_s']):.2f} s"
@@ -194,12 +202,13 @@ def main() -> None:
         print(line)
     a, b = out.values()
     ratio = statistics.median(y / x for x, y in zip(a["compile_s"], b["compile_s"], strict=True))
-    print(f"compile, working tree / {args.ref}: {ratio:.3f} (median of {args.rounds} pairs)")
+    name = args.tree or "working tree"
+    print(f"compile, {name} / {args.ref}: {ratio:.3f} (median of {args.rounds} pairs)")
     summary["compile_ratio"] = ratio
     if args.calls:
         pairs = zip(a["env_steps_per_s"], b["env_steps_per_s"], strict=True)
         speed = statistics.median(y / x for x, y in pairs)
-        print(f"env steps/s, working tree / {args.ref}: {speed:.3f} (median of {args.calls})")
+        print(f"env steps/s, {name} / {args.ref}: {speed:.3f} (median of {args.calls})")
         summary["speed_ratio"] = speed
     if args.json:
         args.json.write_text(json.dumps({**summary, "samples": out}, indent=1) + "\n")
