@@ -223,13 +223,15 @@ def _error_message(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `wm` command."""
-    tune_host_allocator()  # before JAX starts its CPU threads (see agents.hostmem)
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("WM_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
     _setup_logging(debug)
     try:
         cmd = parse(argv)
+        # Before JAX starts its CPU threads (parsing starts none), for agents it pays for.
+        if getattr(getattr(cmd, "agent", None), "tune_host_allocator", False):
+            tune_host_allocator()
         _enable_compile_cache()
         {Train: _train, Eval: _eval, Bench: _bench}[type(cmd)](cmd)
     except SystemExit:

@@ -99,6 +99,8 @@ class DreamerConfig:
     """
 
     name: ClassVar[str] = "dreamer"
+    # `wm` tunes glibc's malloc for this agent (agents.hostmem): its updates' large temporaries.
+    tune_host_allocator: ClassVar[bool] = True
 
     model: RSSMConfig = dataclasses.field(default_factory=RSSMConfig.size1m)
     horizon: int = 15

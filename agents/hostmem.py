@@ -9,9 +9,14 @@ freed buffer stays in the heap and the next call reuses it: no faults, 13-24% of
 update on a 2-core CPU. The price: the process keeps its peak host memory until it exits (it
 does not hand freed memory back to the OS), which a training or benchmark process does anyway.
 
-`wm` and `benchmarks/throughput.py` call `tune_host_allocator()` before JAX starts its CPU
-threads; a library user may call it first thing in their own script. `WM_HOST_ALLOCATOR=default`
-opts out. Elsewhere than glibc (macOS, musl) it does nothing.
+It is not free for every program: with one arena, XLA's threads contend for the heap's lock,
+and a TD-MPC2 train chunk at `wm train` defaults (many small buffers a step) ran at 49.6 env
+steps/s tuned against 110 with glibc's defaults, and compiled slower too (44-49 s against 39 s),
+paired on a 2-core Zen 4 (`benchmarks/ab_compile.py`). So each agent config says whether it wants
+the tuning (`tune_host_allocator` class attribute: Dreamer yes, TD-MPC2 no), and `wm` applies it
+after parsing the command line, before JAX starts its CPU threads. A library user may call it
+first thing in their own script. `WM_HOST_ALLOCATOR=default` opts out. Elsewhere than glibc
+(macOS, musl) it does nothing.
 """
 
 from __future__ import annotations

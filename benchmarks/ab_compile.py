@@ -90,7 +90,8 @@ def child(what: str, size: str, calls: int) -> None:
     try:
         from agents.hostmem import tune_host_allocator
 
-        tune_host_allocator()  # as `wm` and the benchmarks, before JAX starts
+        if what == "dreamer-update":  # as `wm` does for Dreamer (agents.hostmem)
+            tune_host_allocator()
     except ImportError:  # trees before the allocator tuning (2026-11-30) ran without it
         pass
     import jax
@@ -113,8 +114,8 @@ def child(what: str, size: str, calls: int) -> None:
         print(steps / (time.perf_counter() - start), flush=True)
 
 
-def _spawn(tree: Path, what: str, size: str, calls: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+def _spawn(tree: Path, what: str, size: str, calls: int, extra: dict) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(tree), **extra}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--what", what]
     cmd += ["--size", size, "--calls", str(calls)]
     return subprocess.Popen(
@@ -129,8 +130,11 @@ def _compile_seconds(proc: subprocess.Popen, name: str) -> float:
     return float(line[1])
 
 
-def compare(trees: dict[str, Path], what: str, size: str, rounds: int, calls: int) -> dict:
-    """Per tree: compile seconds of each round and (with `calls`) env steps/s of each call."""
+def compare(
+    trees: dict[str, Path], what: str, size: str, rounds: int, calls: int, envs: dict
+) -> dict:
+    """Per tree: compile seconds of each round and (with `calls`) env steps/s of each call;
+    `envs[name]`: environment variables set for that tree's processes."""
     out = {name: {"compile_s": [], "env_steps_per_s": []} for name in trees}
     order = list(trees)
     for r in range(rounds):
@@ -139,7 +143,7 @@ def compare(trees: dict[str, Path], what: str, size: str, rounds: int, calls: in
         # Compiles are sequential (one process at a time), so neither steals the other's cores.
         procs = {}
         for name in names:
-            procs[name] = _spawn(trees[name], what, size, n)
+            procs[name] = _spawn(trees[name], what, size, n, envs.get(name, {}))
             out[name]["compile_s"].append(_compile_seconds(procs[name], name))
         if n:
             for name in names:
@@ -170,6 +174,13 @@ def main() -> None:
     parser.add_argument(
         "--tree", help="compare against this git ref instead of the working tree (bisecting)"
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set for the second side's processes only (e.g. WM_HOST_ALLOCATOR=default)",
+    )
     parser.add_argument("--json", type=Path, help="also write the samples to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -187,8 +198,12 @@ def main() -> None:
         if args.tree:
             subprocess.run([*git, "worktree", "add", "-q", "--detach", str(other), args.tree])
         try:
-            trees = {args.ref: base, args.tree or "working tree": other if args.tree else ROOT}
-            out = compare(trees, args.what, args.size, args.rounds, args.calls)
+            second = args.tree or "working tree"
+            if args.env:
+                second += " with " + " ".join(args.env)
+            trees = {args.ref: base, second: other if args.tree else ROOT}
+            extra = dict(item.split("=", 1) for item in args.env)
+            out = compare(trees, args.what, args.size, args.rounds, args.calls, {second: extra})
         finally:
             for tree in (base, other) if args.tree else (base,):
                 subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=False)
@@ -202,7 +217,7 @@ def main() -> None:
         print(line)
     a, b = out.values()
     ratio = statistics.median(y / x for x, y in zip(a["compile_s"], b["compile_s"], strict=True))
-    name = args.tree or "working tree"
+    name = list(out)[1]
     print(f"compile, {name} / {args.ref}: {ratio:.3f} (median of {args.rounds} pairs)")
     summary["compile_ratio"] = ratio
     if args.calls:

@@ -83,7 +83,8 @@ def child(what: str, size: str) -> None:
     """Compile one call, say `ready`, then time one call per line read from stdin."""
     from agents.hostmem import tune_host_allocator
 
-    tune_host_allocator()  # as `benchmarks/throughput.py`, before JAX starts
+    if what == "dreamer-update":  # as `wm` does for Dreamer only (agents.hostmem)
+        tune_host_allocator()
     import jax
 
     call, args = _compiled_call(what, size)

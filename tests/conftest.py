@@ -16,10 +16,6 @@ os.environ.setdefault(
     "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
 )
 
-from agents.hostmem import tune_host_allocator  # noqa: E402
-
-tune_host_allocator()  # as `wm` runs: freed XLA temporaries reused, not page-faulted back in
-
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

@@ -154,3 +154,18 @@ def test_a_run_of_the_earlier_release_is_refused_with_the_reason(tmp_path, capsy
     (tmp_path / "config.json").write_text(json.dumps(old))
     code, out = _run(capsys, "train", "--resume", str(tmp_path))
     assert code == 2 and "earlier release" in out.err and "e561fee" in out.err
+
+
+@pytest.mark.parametrize("agent, tuned", [("tdmpc2", False), ("dreamer", True)])
+def test_host_allocator_is_tuned_only_for_agents_that_want_it(
+    monkeypatch, tmp_path, agent, tuned
+):
+    # One malloc arena halved TD-MPC2's train chunk (agents.hostmem); Dreamer's updates gain.
+    import agents.bench
+    import agents.cli
+
+    calls = []
+    monkeypatch.setattr(agents.cli, "tune_host_allocator", lambda: calls.append(True))
+    monkeypatch.setattr(agents.bench, "bench_config", lambda cfg, repeats: {})
+    main(["bench", agent, "--repeats", "1", "--json-out", str(tmp_path / "b.json")])
+    assert calls == ([True] if tuned else [])

@@ -15,8 +15,6 @@ STEPS = 20_000
 
 _CHILD = """
 import dataclasses, json, sys
-from agents.hostmem import tune_host_allocator
-tune_host_allocator()
 import jax
 from agents.run import build
 from agents.config import TrainConfig
