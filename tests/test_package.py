@@ -55,6 +55,9 @@ def test_public_names_exist():
     [
         "worldmodels",
         "worldmodels.nets",
+        "worldmodels.nets.conv",
+        "worldmodels.nets.core",
+        "worldmodels.nets.gru",
         "worldmodels.tdmpc",
         "worldmodels.planning",
         "worldmodels.model_step",
