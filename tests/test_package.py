@@ -54,6 +54,7 @@ def test_public_names_exist():
     "module",
     [
         "worldmodels",
+        "worldmodels.backend",
         "worldmodels.nets",
         "worldmodels.nets.conv",
         "worldmodels.nets.core",

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from worldmodels import backend
 from worldmodels.nets.core import (
     _ACTIVATIONS,
     Activation,
@@ -89,7 +90,8 @@ def _check_kernel(where: str, kernel: int) -> None:
 
 
 def _conv_init(scale: float):
-    """`_fan_in_init` for conv kernels `[k, k, in, out]`, sampled flat and reshaped.
+    """`_fan_in_init` for conv kernels `[k, k, in, out]`; with `backend.cpu_rewrites()`, sampled
+    flat and reshaped.
 
     Bit-identical values; XLA on CPU compiles a 4-D truncated normal about 6x slower than a 1-D one
     (seconds per kernel), which dominated the model's init compile.
@@ -99,6 +101,8 @@ def _conv_init(scale: float):
     base = _fan_in_init(scale)
 
     def init(key, shape, dtype=jnp.float32):
+        if not backend.cpu_rewrites():
+            return base(key, shape, dtype)
         # variance_scaling reads fan-in from the shape: give it `[fan_in, out]`.
         flat = base(key, (math.prod(shape[:-1]), shape[-1]), dtype)
         return flat.reshape(shape)
@@ -106,19 +110,19 @@ def _conv_init(scale: float):
     return init
 
 
-# The convolutions' gradients are written out by hand (`_conv_same`) as convolutions in XLA's
-# canonical NHWC/HWIO/NHWC form. JAX's own transpose rules emit the kernel gradient with batch and
-# features swapped (`f01b_i01o->01bf`) and the stride-1 input gradient with an `01oi` kernel.
-# XLA:CPU's `ConvCanonicalization` pass transposes such convolutions into its fast (Eigen/YNNPACK)
-# form, but it visits only the entry computation: inside a `lax.scan` body (an XLA while loop,
-# where the training loop runs) they fall back to XLA's naive elemental convolution, 10-60x
-# slower. The forward convolutions were canonical already and fast in loops. A Dreamer update
-# (`DreamerConfig.cpu()`, 2 CPU cores) took 1.07 s per step inside `lax.scan` against 0.24 s
-# jitted alone at 32x32, and 7.6 s against 0.80 s at 64x64; with these gradients 0.14 s and
-# 0.44 s inside `lax.scan` (0.19 s and 0.61 s alone). The stride-2 input gradient is a sub-pixel
-# convolution (see `_conv_same_bwd`), not the usual one over the zero-dilated `dy`, which XLA:CPU
-# only has a naive kernel for (6-9x slower). Convolutions as im2col matmuls (strided slices +
-# one dot) are also fast in loops, but were 2-3x slower than canonical convolutions on these layers.
+# With `backend.cpu_rewrites()`, the convolutions' gradients are written out by hand (`_conv_same`)
+# as convolutions in XLA's canonical NHWC/HWIO/NHWC form. JAX's own transpose rules emit the kernel
+# gradient with batch and features swapped (`f01b_i01o->01bf`) and the stride-1 input gradient with
+# an `01oi` kernel. XLA:CPU's `ConvCanonicalization` pass transposes such convolutions into its fast
+# (Eigen/YNNPACK) form, but it visits only the entry computation: inside a `lax.scan` body (an XLA
+# while loop, where the training loop runs) they fall back to XLA's naive elemental convolution,
+# 10-60x slower. The forward convolutions were canonical already and fast in loops. A Dreamer update
+# (`DreamerConfig.cpu()`, 2 CPU cores) took 1.07 s per step inside `lax.scan` against 0.24 s jitted
+# alone at 32x32, and 7.6 s against 0.80 s at 64x64; with these gradients 0.14 s and 0.44 s inside
+# `lax.scan` (0.19 s and 0.61 s alone). The stride-2 input gradient is a sub-pixel convolution (see
+# `_conv_same_bwd`), not the usual one over the zero-dilated `dy`, which XLA:CPU only has a naive
+# kernel for (6-9x slower). Convolutions as im2col matmuls (strided slices + one dot) are also fast
+# in loops, but were 2-3x slower than canonical convolutions on these layers.
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
@@ -182,10 +186,12 @@ _conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
 
 
 def _conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
-    """`conv(x)` for an NHWC `nnx.Conv` with SAME padding, by `_conv_same` (fast in loops)."""
+    """`conv(x)` for an NHWC `nnx.Conv` with SAME padding: by `_conv_same` (fast in loops on
+    XLA:CPU) with `backend.cpu_rewrites()`, else the plain convolution and JAX's gradients."""
     strides = conv.strides if isinstance(conv.strides, tuple) else (conv.strides or 1,) * 2
     assert conv.padding == "SAME" and strides[0] == strides[1], (conv.padding, strides)
-    return _conv_same(x, conv.kernel[...], strides[0]) + conv.bias[...].reshape(1, 1, 1, -1)
+    fn = _conv_same if backend.cpu_rewrites() else _conv_nhwc
+    return fn(x, conv.kernel[...], strides[0]) + conv.bias[...].reshape(1, 1, 1, -1)
 
 
 class _ConvEncoder(nnx.Module):
@@ -262,8 +268,9 @@ def conv_encoder(
     stages than `mults` has; a 64x64 image with `minres=4` has 4 stages, DreamerV3's layout).
     Convolutions are NHWC with SAME padding; the norm is over channels. This is DreamerV3's
     `strided=True` variant (its default convolves at full resolution and max-pools: 4x the work).
-    Their gradients are hand-written canonical convolutions, which XLA:CPU runs fast inside
-    `lax.scan` too (its own are 10-60x slower there; see the comment above `_NHWC`).
+    With `backend.cpu_rewrites()` (the default on CPU) their gradients are hand-written canonical
+    convolutions, which XLA:CPU runs fast inside `lax.scan` too (its own are 10-60x slower there;
+    see the comment above `_NHWC`); other backends get JAX's own.
 
     Args:
       image_shape: `(H, W, C)`, see `check_image_shape`.

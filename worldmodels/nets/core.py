@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from worldmodels import backend
+
 Activation = Literal["mish", "silu", "relu", "elu", "tanh"]
 OutAct = Literal["none", "simnorm"]
 
@@ -224,10 +226,11 @@ class _NormMLP(nnx.Module):
 
     @staticmethod
     def _normalize(norm, x):
-        """`norm(x)`, with RMSNorm as `x * rsqrt(mean(x**2) + eps) * scale`: `nnx.RMSNorm` forms
-        `rsqrt(...) * scale` first, a `[..., features]` array that XLA:CPU materialises on large
-        batches (the actor and critic on all imagined states: 2-3% of a Dreamer update)."""
-        if not isinstance(norm, nnx.RMSNorm):
+        """`norm(x)`; with `backend.cpu_rewrites()`, RMSNorm as `x * rsqrt(mean(x**2) + eps) *
+        scale`: `nnx.RMSNorm` forms `rsqrt(...) * scale` first, a `[..., features]` array that
+        XLA:CPU materialises on large batches (the actor and critic on all imagined states: 2-3%
+        of a Dreamer update)."""
+        if not (isinstance(norm, nnx.RMSNorm) and backend.cpu_rewrites()):
             return norm(x)
         scale = norm.scale[...].reshape((1,) * (x.ndim - 1) + (-1,))
         return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), -1, keepdims=True) + norm.epsilon) * scale

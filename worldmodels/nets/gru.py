@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from worldmodels import backend
 from worldmodels.nets.core import (
     _ACTIVATIONS,
     Activation,
@@ -64,7 +65,7 @@ class _BlockGRU(nnx.Module):
         self.gates = _BlockLinear(deter if layers else width, 3 * deter, blocks, rngs=rngs)
 
     def __call__(self, x):
-        act, g, lead = _ACTIVATIONS[self.act], self.blocks, x.shape[:-1]
+        act = _ACTIVATIONS[self.act]
         offsets = [sum(self.sizes[:k]) for k in range(1, len(self.sizes))]
         parts = jnp.split(x, offsets, axis=-1)
         deter = parts[0]
@@ -72,11 +73,30 @@ class _BlockGRU(nnx.Module):
             act(norm(lin(p)))
             for lin, norm, p in zip(self.embeds, self.embed_norms, parts, strict=True)
         ]
-        # Every block sees its own slice of the state and the full embedding of all inputs. The
-        # embedding is the same for every block, so its rows of each block's kernel make one dense
-        # `[E, blocks * out]` matmul (no `blocks`-fold broadcast of the embedding); the state
-        # slices go through the block-diagonal part. Same maths as `_BlockLinear` on the concat.
         emb = jnp.concatenate(embeds, axis=-1)
+        cell = self._cell_cpu if backend.cpu_rewrites() else self._cell
+        return cell(deter, emb)
+
+    def _cell(self, deter, emb):
+        """`deter [..., deter], emb [..., E] -> [..., deter]` in DreamerV3's layout: each block's
+        input is its slice of the state and the whole embedding, through `_BlockLinear`s."""
+        act, g, lead = _ACTIVATIONS[self.act], self.blocks, deter.shape[:-1]
+        shared = jnp.broadcast_to(emb[..., None, :], (*lead, g, emb.shape[-1]))
+        h = jnp.concatenate([deter.reshape(*lead, g, -1), shared], -1).reshape(*lead, -1)
+        for layer, norm in zip(self.layers, self.norms, strict=True):
+            h = act(norm(layer(h)))
+        gates = self.gates(h).reshape(*lead, g, -1)  # each block's reset, candidate, update
+        reset, cand, update = (p.reshape(*lead, -1) for p in jnp.split(gates, 3, axis=-1))
+        cand = jnp.tanh(jax.nn.sigmoid(reset) * cand)
+        update = jax.nn.sigmoid(update - 1.0)  # biased towards keeping the old state
+        return update * cand + (1.0 - update) * deter
+
+    def _cell_cpu(self, deter, emb):
+        """`_cell` in the layouts XLA:CPU runs fast (`backend.cpu_rewrites()`); same maths."""
+        act, g, lead = _ACTIVATIONS[self.act], self.blocks, deter.shape[:-1]
+        # The embedding is the same for every block, so its rows of each block's kernel make one
+        # dense `[E, blocks * out]` matmul (no `blocks`-fold broadcast of the embedding); the state
+        # slices go through the block-diagonal part. Same maths as `_BlockLinear` on the concat.
         d, bias = deter.shape[-1] // g, lambda b: b[...].reshape((1,) * len(lead) + (-1,))
 
         def first(kernel):  # kernel [g, d + E, o] on concat(deter slice, emb) in each block
@@ -96,7 +116,7 @@ class _BlockGRU(nnx.Module):
         # `[..., deter]` first makes XLA:CPU emit this fusion unvectorised (6x slower).
         reset, cand, update = jnp.split(gates, 3, axis=-1)
         cand = jnp.tanh(jax.nn.sigmoid(reset) * cand)
-        update = jax.nn.sigmoid(update - 1.0)  # biased towards keeping the old state
+        update = jax.nn.sigmoid(update - 1.0)
         out = update * cand + (1.0 - update) * deter.reshape(*lead, g, d)
         return out.reshape(*lead, -1)
 
