@@ -54,7 +54,11 @@ def test_public_names_exist():
     "module",
     [
         "worldmodels",
+        "worldmodels.backend",
         "worldmodels.nets",
+        "worldmodels.nets.conv",
+        "worldmodels.nets.core",
+        "worldmodels.nets.gru",
         "worldmodels.tdmpc",
         "worldmodels.planning",
         "worldmodels.model_step",

@@ -18,7 +18,7 @@ Imports jax, flax and optax only (never Brax, never `agents`). Every piece works
   (5, 1)
 """
 
-from worldmodels import dists, nets, sequence
+from worldmodels import backend, dists, nets, sequence
 from worldmodels.model_step import model_prior_fn, model_root, model_step_fn, model_value_fn
 from worldmodels.planning import (
     CEMConfig,
@@ -83,6 +83,7 @@ __all__ = [
     "ValueFn",
     "WorldModel",
     "as_world_model",
+    "backend",
     "cem",
     "discounted_return",
     "dists",

@@ -1,6 +1,7 @@
 """Distributions and value transforms: symlog, two-hot over bins in symlog space, tanh-Gaussian.
 
-All functions are elementwise over leading axes and jit/vmap/grad-safe.
+All functions are elementwise over leading axes and jit/vmap/grad-safe. `soft_ce` and the
+categorical sampler have XLA:CPU rewrites, chosen by `worldmodels.backend.cpu_rewrites()`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import math
 
 import jax
 import jax.numpy as jnp
+
+from worldmodels import backend
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -70,10 +73,10 @@ def two_hot_inv(logits: jax.Array, num_bins: int, vmin: float, vmax: float) -> j
 def soft_ce(logits: jax.Array, target: jax.Array, num_bins: int, vmin: float, vmax: float):
     """Cross-entropy between `logits [..., num_bins]` and the two-hot encoding of `target [...]`.
 
-    Computed as `logsumexp(logits) - (1 - frac) * logits[low] - frac * logits[low + 1]`, equal to
-    `-sum(two_hot(target) * log_softmax(logits))` without building either `[..., num_bins]`
-    array (2.3x faster for a Dreamer critic's loss on CPU). `target` broadcasts against
-    `logits.shape[:-1]`.
+    `-sum(two_hot(target) * log_softmax(logits))`; with `backend.cpu_rewrites()` computed as
+    `logsumexp(logits) - (1 - frac) * logits[low] - frac * logits[low + 1]`, without building
+    either `[..., num_bins]` array (2.3x faster for a Dreamer critic's loss on CPU). `target`
+    broadcasts against `logits.shape[:-1]`.
 
     Returns:
       `[...]` per-element loss.
@@ -81,6 +84,9 @@ def soft_ce(logits: jax.Array, target: jax.Array, num_bins: int, vmin: float, vm
     low, frac = _two_hot_parts(target, num_bins, vmin, vmax)
     lead = jnp.broadcast_shapes(logits.shape[:-1], low.shape)
     logits = jnp.broadcast_to(logits, (*lead, num_bins))
+    if not backend.cpu_rewrites():
+        weights = two_hot(jnp.broadcast_to(target, lead), num_bins, vmin, vmax)
+        return -jnp.sum(weights * jax.nn.log_softmax(logits, axis=-1), axis=-1)
     low, frac = jnp.broadcast_to(low, lead), jnp.broadcast_to(frac, lead)
     pair = jnp.take_along_axis(logits, jnp.stack([low, low + 1], axis=-1), axis=-1)
     picked = (1.0 - frac) * pair[..., 0] + frac * pair[..., 1]
@@ -162,12 +168,13 @@ def _straight_through_jvp(primals, tangents):
     return onehot, d_onehot + d_probs
 
 
-# A sampler over at most this many classes (DreamerV3's latents have 4) computes its softmax and
-# CDF as elementwise ops on the class axis' slices, not as reductions over that axis: XLA:CPU
-# (jax 0.10) runs a reduction over a short minor axis in its YNNPACK reduce fusion, and the
-# sampler of a `[1024, 32, 4]` prior took 1.2 ms that way against 0.57 ms unrolled (calls
-# alternating in one process), ~10 ms of a DreamerV3 size1m imagination. The KL and entropy on
-# `[T, B, 32, 4]`, with their gradients, are faster as reductions and stay so.
+# With `backend.cpu_rewrites()`, a sampler over at most this many classes (DreamerV3's latents have
+# 4) computes its softmax and CDF as elementwise ops on the class axis' slices, not as reductions
+# over that axis: XLA:CPU (jax 0.10) runs a reduction over a short minor axis in its YNNPACK reduce
+# fusion, and the sampler of a `[1024, 32, 4]` prior took 1.2 ms that way against 0.57 ms unrolled
+# (calls alternating in one process), ~10 ms of a DreamerV3 size1m imagination. The KL and entropy
+# on `[T, B, 32, 4]`, with their gradients, are faster as reductions and stay so. The plain path is
+# `unimix_probs` and `jnp.cumsum`.
 _UNROLL_CLASSES = 8
 
 
@@ -208,7 +215,7 @@ def categorical_sample_st_from_uniform(
     # `jax.random.categorical` (the random bits were 7% of DreamerV3's imagination on CPU).
     # The last class takes whatever the rounded CDF leaves, so an index is always in range.
     k = logits.shape[-1]
-    if not 2 <= k <= _UNROLL_CLASSES:
+    if not (2 <= k <= _UNROLL_CLASSES and backend.cpu_rewrites()):
         probs = unimix_probs(logits, unimix)
         index = jnp.sum(jnp.cumsum(probs, axis=-1)[..., :-1] <= uniform, axis=-1)
     else:  # the same arithmetic on the class axis' slices (see `_UNROLL_CLASSES`)
