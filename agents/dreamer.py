@@ -58,6 +58,7 @@ from agents.types import Agent, DataSpec, EnvSpec, UpdateOutput
 from worldmodels import dists
 from worldmodels.checks import Range, check_config, check_order
 from worldmodels.nets import check_image_shape, norm_mlp
+from worldmodels.returns import discount_weights, lambda_returns, return_scale, update_retnorm
 from worldmodels.rssm import RSSMState, make_rssm
 from worldmodels.rssm_config import RSSMConfig
 from worldmodels.sequence import imagine
@@ -218,45 +219,6 @@ class DreamerState:
     updates: jax.Array
 
 
-def lambda_returns(
-    reward: jax.Array, cont: jax.Array, value: jax.Array, discount: float, lam: float
-) -> jax.Array:
-    """TD(lambda) returns, bootstrapped with `value[-1]`, as a reverse `lax.scan`.
-
-    `R_t = r_t + discount * c_t * ((1 - lam) * v_{t+1} + lam * R_{t+1})`, `R_H = v_H`.
-
-    Args:
-      reward: `[H, B]` reward of step `t` (into state `t + 1`).
-      cont: `[H, B]` continue probability of state `t + 1`.
-      value: `[H + 1, B]` values of states `0..H`.
-      discount, lam: scalars.
-
-    Returns:
-      `[H, B]` returns of states `0..H-1`.
-    """
-
-    def step(next_ret, inputs):
-        r, c, v_next = inputs
-        ret = r + discount * c * ((1.0 - lam) * v_next + lam * next_ret)
-        return ret, ret
-
-    _, rets = jax.lax.scan(step, value[-1], (reward, cont, value[1:]), reverse=True)
-    return rets
-
-
-def update_retnorm(
-    retnorm: jax.Array, returns: jax.Array, rate: float, low: float = 5.0, high: float = 95.0
-) -> jax.Array:
-    """EMA step of the `(low, high)` percentiles `[2]` of `returns [...]` (DreamerV3's retnorm)."""
-    perc = jnp.percentile(sg(returns), jnp.array([low, high], returns.dtype))
-    return retnorm + rate * (perc - retnorm)
-
-
-def return_scale(retnorm: jax.Array, limit: float = 1.0) -> jax.Array:
-    """`max(limit, high - low)`: returns are divided by it, never scaled up."""
-    return jnp.maximum(limit, retnorm[1] - retnorm[0])
-
-
 def _actor(cfg: DreamerConfig, model, action_size: int):
     """The actor network and `policy(params, latent) -> (mean [..., A], std [..., A])`.
 
@@ -381,9 +343,8 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         return states, actions, loss_weight(cont0, outs.cont), outs.reward, outs.cont
 
     def loss_weight(cont0, cont):
-        """`[H + 1, N]` weights of the imagined states: `cumprod(discount * cont) / discount`."""
-        cont = jnp.concatenate([cont0[None], cont])
-        return sg(jnp.cumprod(cfg.discount * cont, axis=0) / cfg.discount)
+        """`[H + 1, N]` weights of the imagined states (`worldmodels.returns`), no gradient."""
+        return sg(discount_weights(cont0, cont, cfg.discount))
 
     def returns_and_scale(reward, cont, values, retnorm):
         returns = lambda_returns(reward, cont, values, cfg.discount, cfg.lam)

@@ -59,6 +59,7 @@ def test_public_names_exist():
         "worldmodels.planning",
         "worldmodels.model_step",
         "worldmodels.planner_configs",
+        "worldmodels.returns",
         "worldmodels.rssm",
         "worldmodels.rssm_config",
         "worldmodels.scan",

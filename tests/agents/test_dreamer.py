@@ -8,14 +8,7 @@ import numpy as np
 import pytest
 
 from agents.config import TrainConfig
-from agents.dreamer import (
-    DreamerConfig,
-    _actor,
-    lambda_returns,
-    make_dreamer,
-    return_scale,
-    update_retnorm,
-)
+from agents.dreamer import DreamerConfig, _actor, make_dreamer
 from agents.envs import ENV_NAMES, make_env
 from agents.run import build
 from agents.tdmpc2 import TDMPC2Config, make_tdmpc2
@@ -23,6 +16,7 @@ from agents.train import make_train
 from agents.types import Context, EnvSpec, Transition
 from worldmodels import dists
 from worldmodels.nets import norm_mlp
+from worldmodels.returns import lambda_returns, return_scale, update_retnorm
 from worldmodels.rssm import RSSMState, make_rssm
 from worldmodels.sequence import imagine
 
@@ -101,32 +95,6 @@ def test_is_first_resets_the_carry(agents, jitted):
     for x, y in zip(jax.tree.leaves(from_carry), jax.tree.leaves(from_fresh), strict=True):
         np.testing.assert_allclose(x[first], y[first], rtol=1e-5, atol=1e-6)
     assert not np.allclose(from_carry.latent.deter[1], from_fresh.latent.deter[1])
-
-
-def test_lambda_returns_match_a_python_loop(key):
-    h, b, discount, lam = 6, 3, 0.97, 0.8
-    k = jax.random.split(key, 3)
-    reward, cont = jax.random.normal(k[0], (h, b)), jax.random.uniform(k[1], (h, b))
-    value = jax.random.normal(k[2], (h + 1, b))
-    expected, ret = np.zeros((h, b)), np.asarray(value[-1])
-    for t in reversed(range(h)):
-        ret = reward[t] + discount * cont[t] * ((1 - lam) * value[t + 1] + lam * ret)
-        expected[t] = ret
-    got = lambda_returns(reward, cont, value, discount, lam)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    # lam = 0 is one-step TD, lam = 1 the discounted Monte-Carlo return bootstrapped at the end
-    td = lambda_returns(reward, cont, value, discount, 0.0)
-    np.testing.assert_allclose(td, reward + discount * cont * value[1:], rtol=1e-5, atol=1e-6)
-
-
-def test_return_normalisation_tracks_percentiles_by_ema(key):
-    returns = 10.0 * jax.random.normal(key, (15, 64))
-    lo, hi = np.percentile(np.asarray(returns), [5, 95])
-    np.testing.assert_allclose(update_retnorm(jnp.zeros(2), returns, 1.0), [lo, hi], rtol=1e-5)
-    stats = update_retnorm(jnp.array([1.0, 2.0]), returns, 0.01)
-    np.testing.assert_allclose(stats, [1.0 + 0.01 * (lo - 1.0), 2.0 + 0.01 * (hi - 2.0)], 1e-5)
-    assert float(return_scale(jnp.array([lo, hi]))) == pytest.approx(hi - lo, rel=1e-6)
-    assert float(return_scale(jnp.array([0.1, 0.3]))) == 1.0  # small returns are not scaled up
 
 
 def test_critic_target_is_two_hot_of_the_return():
