@@ -65,6 +65,7 @@ def test_public_names_exist():
         "worldmodels.scan",
         "worldmodels.sequence",
         "agents",
+        "agents.actor_critic",
         "agents.checkpoint",
         "agents.config",
         "agents.dreamer",

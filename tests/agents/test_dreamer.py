@@ -2,13 +2,15 @@
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from agents.actor_critic import make_actor_critic
 from agents.config import TrainConfig
-from agents.dreamer import DreamerConfig, _actor, make_dreamer
+from agents.dreamer import DreamerConfig, make_dreamer
 from agents.envs import ENV_NAMES, make_env
 from agents.run import build
 from agents.tdmpc2 import TDMPC2Config, make_tdmpc2
@@ -92,8 +94,8 @@ def test_is_first_resets_the_carry(agents, jitted):
     key = jax.random.key(9)
     from_carry, _, _ = act(state, carry, obs, first, key)
     from_fresh, _, _ = act(state, fresh, obs, jnp.ones(3, bool), key)
-    for x, y in zip(jax.tree.leaves(from_carry), jax.tree.leaves(from_fresh), strict=True):
-        np.testing.assert_allclose(x[first], y[first], rtol=1e-5, atol=1e-6)
+    reset = lambda carry: jax.tree.map(lambda x: x[first], carry)
+    chex.assert_trees_all_close(reset(from_carry), reset(from_fresh), rtol=1e-5, atol=1e-6)
     assert not np.allclose(from_carry.latent.deter[1], from_fresh.latent.deter[1])
 
 
@@ -128,18 +130,16 @@ def test_update_moves_everything_with_finite_metrics(jitted, grad):
         assert _delta(new.params[name], state.params[name]) > 0, name
     assert np.all(np.isfinite(np.asarray(new.retnorm)))
     # the slow critic moves towards the updated critic by exactly its EMA rate
-    for slow, old, fast in zip(
-        *map(jax.tree.leaves, (new.slow_critic, state.slow_critic, new.params["critic"])),
-        strict=True,
-    ):
-        np.testing.assert_allclose(slow, old + CFG.slow_rate * (fast - old), atol=1e-6)
+    ema = lambda old, fast: old + CFG.slow_rate * (fast - old)
+    expected = jax.tree.map(ema, state.slow_critic, new.params["critic"])
+    chex.assert_trees_all_close(new.slow_critic, expected, rtol=1e-7, atol=1e-6)
 
 
 def _reference_actor_critic(state, new, batch, post, key):
     """DreamerV3's actor and critic losses and gradients, each through its own forward passes."""
     sg, m = jax.lax.stop_gradient, CFG.model
     model = make_rssm(m, SPEC.obs_shape, SPEC.action_size)
-    _, policy = _actor(CFG, model, SPEC.action_size)
+    policy = make_actor_critic(CFG, model, SPEC.action_size).policy
     critic = norm_mlp(
         model.feat_size, (CFG.units,) * CFG.layers, m.num_bins, norm=m.norm, act=m.act
     )
