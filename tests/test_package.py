@@ -62,6 +62,8 @@ def test_public_names_exist():
         "worldmodels.returns",
         "worldmodels.rssm",
         "worldmodels.rssm_config",
+        "worldmodels.rssm_loss",
+        "worldmodels.rssm_obs",
         "worldmodels.scan",
         "worldmodels.sequence",
         "agents",
