@@ -75,6 +75,7 @@ def test_public_names_exist():
         "agents.render",
         "agents.replay",
         "agents.tdmpc2",
+        "agents.wrappers",
     ],
 )
 def test_docstring_examples_run(module):
