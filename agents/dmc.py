@@ -130,5 +130,5 @@ _SHARED_FIELDS = ("obs", "reward", "done", "metrics", "info")
 
 def _to_brax(s) -> State:
     # Python-scalar leaves of `data` (MJX's `time` after a reset) are made arrays by the
-    # wrappers (`agents.envs._strong`), as for Brax's own envs.
+    # wrappers (`agents.wrappers._strong`), as for Brax's own envs.
     return State(pipeline_state=s.data, **{f: getattr(s, f) for f in _SHARED_FIELDS})

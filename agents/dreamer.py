@@ -13,6 +13,8 @@ One `update` on a `[T, B]` replay batch (DreamerV3, Hafner et al. 2023):
      backpropagation through the model (Dreamer v1); both with an entropy bonus;
   5. critic: two-hot cross-entropy towards the lambda-returns plus the same towards the slow
      critic's value (the regulariser); the slow critic then follows by an EMA.
+Steps 2-5 are `agents.actor_critic`, the return maths `worldmodels.returns`; this module wires
+them with the model's step into the `Agent` contract.
 
 Departures from DreamerV3, with reasons:
   * Optimisers: `optax.adam` after `optax.clip_by_global_norm` (one chain per network: model,
@@ -46,7 +48,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, ClassVar, Literal
 
 import jax
@@ -54,16 +55,15 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from agents.actor_critic import make_actor_critic
 from agents.types import Agent, DataSpec, EnvSpec, UpdateOutput
-from worldmodels import dists
 from worldmodels.checks import Range, check_config, check_order
-from worldmodels.nets import check_image_shape, norm_mlp
+from worldmodels.nets import check_image_shape
 from worldmodels.rssm import RSSMState, make_rssm
 from worldmodels.rssm_config import RSSMConfig
 from worldmodels.sequence import imagine
 
 sg = jax.lax.stop_gradient
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -220,86 +220,6 @@ class DreamerState:
     updates: jax.Array
 
 
-def lambda_returns(
-    reward: jax.Array, cont: jax.Array, value: jax.Array, discount: float, lam: float
-) -> jax.Array:
-    """TD(lambda) returns, bootstrapped with `value[-1]`, as a reverse `lax.scan`.
-
-    `R_t = r_t + discount * c_t * ((1 - lam) * v_{t+1} + lam * R_{t+1})`, `R_H = v_H`.
-
-    Args:
-      reward: `[H, B]` reward of step `t` (into state `t + 1`).
-      cont: `[H, B]` continue probability of state `t + 1`.
-      value: `[H + 1, B]` values of states `0..H`.
-      discount, lam: scalars.
-
-    Returns:
-      `[H, B]` returns of states `0..H-1`.
-    """
-
-    def step(next_ret, inputs):
-        r, c, v_next = inputs
-        ret = r + discount * c * ((1.0 - lam) * v_next + lam * next_ret)
-        return ret, ret
-
-    _, rets = jax.lax.scan(step, value[-1], (reward, cont, value[1:]), reverse=True)
-    return rets
-
-
-def update_retnorm(
-    retnorm: jax.Array, returns: jax.Array, rate: float, low: float = 5.0, high: float = 95.0
-) -> jax.Array:
-    """EMA step of the `(low, high)` percentiles `[2]` of `returns [...]` (DreamerV3's retnorm)."""
-    perc = jnp.percentile(sg(returns), jnp.array([low, high], returns.dtype))
-    return retnorm + rate * (perc - retnorm)
-
-
-def return_scale(retnorm: jax.Array, limit: float = 1.0) -> jax.Array:
-    """`max(limit, high - low)`: returns are divided by it, never scaled up."""
-    return jnp.maximum(limit, retnorm[1] - retnorm[0])
-
-
-def _actor(cfg: DreamerConfig, model, action_size: int):
-    """The actor network and `policy(params, latent) -> (mean [..., A], std [..., A])`.
-
-    `policy.on_feat(params, feat)` is the same policy on `model.feat(latent)`, for callers that
-    build the features once for several networks.
-    """
-    m = cfg.model
-    net = norm_mlp(
-        model.feat_size,
-        (cfg.units,) * cfg.layers,
-        2 * action_size,
-        norm=m.norm,
-        act=m.act,
-        out_scale=0.01,
-    )
-
-    def on_feat(actor_params, feat):
-        mean, std = jnp.split(net.apply(actor_params, feat), 2, axis=-1)
-        return jnp.tanh(mean), (cfg.max_std - cfg.min_std) * jax.nn.sigmoid(std + 2.0) + cfg.min_std
-
-    def policy(actor_params, latent):
-        """`(mean [..., A], std [..., A])` of the actor's Gaussian at `latent`."""
-        return on_feat(actor_params, model.feat(latent))
-
-    policy.on_feat = on_feat
-    return net, policy
-
-
-def _policy_fn(cfg: DreamerConfig, policy, actor_params):
-    """The actor as `sequence.imagine`'s `policy_fn(latent [N], key) -> action [N, A]`: a sample
-    of its Gaussian; with REINFORCE, no gradient flows into the latents or out of the action."""
-    dynamics = cfg.actor_grad == "dynamics"
-
-    def policy_fn(latent, key):
-        mean, std = policy(actor_params, latent if dynamics else sg(latent))
-        action = mean + std * jax.random.normal(key, mean.shape)
-        return action if dynamics else sg(action)
-
-    return policy_fn
-
-
 def make_imagination(cfg: DreamerConfig, spec: EnvSpec):
     """The imagination inside `make_dreamer(cfg, spec).update`, alone (for benchmarks).
 
@@ -308,12 +228,11 @@ def make_imagination(cfg: DreamerConfig, spec: EnvSpec):
       steps under the actor from the `RSSMState` `start [N]`, with the agent's `DreamerState`.
     """
     model = make_rssm(cfg.model, spec.obs_shape, spec.action_size)
-    _, policy = _actor(cfg, model, spec.action_size)
+    ac = make_actor_critic(cfg, model, spec.action_size)
 
     def imagination(state: DreamerState, start: RSSMState, key):
         p = state.params
-        policy_fn = _policy_fn(cfg, policy, p["actor"])
-        return imagine(model, p["model"], start, policy_fn, cfg.horizon, key)
+        return imagine(model, p["model"], start, ac.policy_fn(p["actor"]), cfg.horizon, key)
 
     return imagination
 
@@ -329,13 +248,8 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
             check_image_shape(spec.image_shape, cfg.model.minres)
         except ValueError as e:
             raise ValueError(f"Dreamer cannot take these frames (--image-size): {e}") from None
-    model, m = make_rssm(cfg.model, spec.obs_shape, spec.action_size), cfg.model
-    a_size, bins = spec.action_size, dict(num_bins=m.num_bins, vmin=m.vmin, vmax=m.vmax)
-    hidden = (cfg.units,) * cfg.layers
-    actor_net, policy = _actor(cfg, model, a_size)
-    critic_net = norm_mlp(
-        model.feat_size, hidden, m.num_bins, norm=m.norm, act=m.act, out_scale=0.0
-    )
+    model, a_size = make_rssm(cfg.model, spec.obs_shape, spec.action_size), spec.action_size
+    ac = make_actor_critic(cfg, model, a_size)
     chain = lambda clip, lr: optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
     model_tx = chain(cfg.model_grad_clip, cfg.model_lr)
     actor_tx = chain(cfg.ac_grad_clip, cfg.actor_lr)
@@ -345,8 +259,8 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         k_model, k_actor, k_critic = jax.random.split(key, 3)
         params = {
             "model": model.init(k_model),
-            "actor": actor_net.init(k_actor),
-            "critic": critic_net.init(k_critic),
+            "actor": ac.actor.init(k_actor),
+            "critic": ac.critic.init(k_critic),
         }
         return DreamerState(
             params=params,
@@ -358,9 +272,6 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
             updates=jnp.zeros((), jnp.int32),
         )
 
-    def value(critic_params, feat):
-        return dists.two_hot_inv(critic_net.apply(critic_params, feat), **bins)
-
     def initial_carry(state: DreamerState, num_envs: int) -> DreamerCarry:
         latent = model.initial(state.params["model"], num_envs)
         return DreamerCarry(latent=latent, action=jnp.zeros((num_envs, a_size)))
@@ -370,125 +281,14 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         k_obs, k_act = jax.random.split(key)
         params = state.params
         latent, _ = model.observe(params["model"], carry.latent, carry.action, obs, is_first, k_obs)
-        mean, std = policy(params["actor"], latent)
+        mean, std = ac.policy(params["actor"], latent)
         action = mean if eval else mean + std * jax.random.normal(k_act, mean.shape)
         action = jnp.clip(action, -1.0, 1.0)
         return DreamerCarry(latent=latent, action=action), action, {}
 
-    def rollout(actor_params, model_params, start, cont0, key):
-        """Imagine from `start [N]`: states `[H + 1, N]`, actions, weights, rewards, continues."""
-        policy_fn = _policy_fn(cfg, policy, actor_params)
-        latents, actions, outs = imagine(model, model_params, start, policy_fn, cfg.horizon, key)
-        states = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x]), start, latents)
-        return states, actions, loss_weight(cont0, outs.cont), outs.reward, outs.cont
-
-    def loss_weight(cont0, cont):
-        """`[H + 1, N]` weights of the imagined states: `cumprod(discount * cont) / discount`."""
-        cont = jnp.concatenate([cont0[None], cont])
-        return sg(jnp.cumprod(cfg.discount * cont, axis=0) / cfg.discount)
-
-    def returns_and_scale(reward, cont, values, retnorm):
-        returns = lambda_returns(reward, cont, values, cfg.discount, cfg.lam)
-        retnorm = update_retnorm(
-            retnorm, returns, cfg.retnorm_rate, cfg.retnorm_low, cfg.retnorm_high
-        )
-        return returns, retnorm, return_scale(retnorm, cfg.retnorm_limit)
-
-    def actor_objective(actor_params, feat, actions, weight, returns, values, scale, reward):
-        """The actor's loss given the imagined trajectory (`feat [H, N, F]` of the states the
-        actions were taken in) and its `returns [H, N]`."""
-        mean, std = policy.on_feat(actor_params, sg(feat))
-        entropy = jnp.sum(0.5 + _HALF_LOG_2PI + jnp.log(std), axis=-1)
-        if cfg.actor_grad == "dynamics":
-            objective = returns / scale
-        else:
-            logp = jnp.sum(
-                -0.5 * ((sg(actions) - mean) / std) ** 2 - jnp.log(std) - _HALF_LOG_2PI, -1
-            )
-            objective = logp * sg((returns - values[:-1]) / scale)
-        loss = -jnp.mean(weight[:-1] * (objective + cfg.entropy * entropy))
-        metrics = {
-            "loss/actor": loss,
-            "actor/entropy": entropy.mean(),
-            "actor/std": std.mean(),
-            "return/mean": returns.mean(),
-            "return/scale": scale,
-            "imag/reward": reward.mean(),
-        }
-        return loss, metrics
-
-    def dynamics_actor_loss(actor_params, model_params, critic_params, retnorm, start, cont0, key):
-        """`actor_grad="dynamics"`: the returns backpropagate through the imagined rollout."""
-        states, actions, weight, reward, cont = rollout(
-            actor_params, model_params, start, cont0, key
-        )
-        feat = model.feat(states)
-        values = value(jax.tree.map(sg, critic_params), feat)
-        returns, retnorm, scale = returns_and_scale(reward, cont, values, retnorm)
-        loss, metrics = actor_objective(
-            actor_params, feat[:-1], actions, weight, returns, values, scale, reward
-        )
-        traj = (sg(states), sg(weight), sg(returns))
-        return loss, (traj, retnorm, metrics)
-
-    def critic_logits_loss(logits, slow, weight, returns):
-        """Two-hot CE of critic `logits [H, N, bins]` towards the returns and the slow values."""
-        ce = dists.soft_ce(logits, returns, **bins) + cfg.slow_reg * dists.soft_ce(
-            logits, slow, **bins
-        )
-        loss = jnp.mean(weight[:-1] * ce)
-        return loss, {"loss/critic": loss, "value/mean": dists.two_hot_inv(logits, **bins).mean()}
-
-    def critic_loss(critic_params, slow_params, states, weight, returns):
-        feat = model.feat(jax.tree.map(lambda x: x[:-1], states))
-        logits = critic_net.apply(critic_params, feat)
-        return critic_logits_loss(logits, value(slow_params, feat), weight, returns)
-
     def step(tx, grads, opt_state, params):
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
-
-    def behaviour_dynamics(p, model_params, slow_critic, retnorm, start, cont0, key):
-        """Actor and critic gradients with the actor trained through the model (Dreamer v1)."""
-        grad_fn = jax.value_and_grad(dynamics_actor_loss, has_aux=True)
-        (_, (traj, retnorm, actor_metrics)), actor_grads = grad_fn(
-            p["actor"], model_params, p["critic"], retnorm, start, cont0, key
-        )
-        grad_fn = jax.value_and_grad(critic_loss, has_aux=True)
-        (_, critic_metrics), critic_grads = grad_fn(p["critic"], slow_critic, *traj)
-        return actor_grads, critic_grads, retnorm, {**actor_metrics, **critic_metrics}
-
-    def behaviour_reinforce(p, model_params, slow_critic, retnorm, start, cont0, key):
-        """Actor and critic gradients with REINFORCE (DreamerV3).
-
-        No gradient flows through the imagination here, so it runs outside any `grad`, and the
-        critic's forward pass on the imagined states serves twice: the values of the
-        lambda-returns and (through `jax.vjp`) the critic loss, both with the same parameters.
-        The features of states `0..H-1` are built once, straight from the start and the
-        imagined latents, for the actor, the critic and the slow critic: each `model.feat` of a
-        sliced or concatenated trajectory is a copy of `[H, N, F]` floats (40 MB at size1m).
-        """
-        policy_fn = _policy_fn(cfg, policy, p["actor"])
-        latents, actions, outs = imagine(model, model_params, start, policy_fn, cfg.horizon, key)
-        weight = loss_weight(cont0, outs.cont)
-        taken = jax.tree.map(lambda s, x: jnp.concatenate([s[None], x[:-1]]), start, latents)
-        f = model.feat(taken)  # [H, N, F]: the states the actions were taken in
-        logits, critic_vjp = jax.vjp(lambda cp: critic_net.apply(cp, f), p["critic"])
-        last = value(p["critic"], model.feat(jax.tree.map(lambda x: x[-1], latents)))
-        values = jnp.concatenate([dists.two_hot_inv(logits, **bins), last[None]])  # [H + 1, N]
-        reward = outs.reward
-        returns, retnorm, scale = returns_and_scale(reward, outs.cont, values, retnorm)
-        grad_fn = jax.value_and_grad(actor_objective, has_aux=True)
-        (_, actor_metrics), actor_grads = grad_fn(
-            p["actor"], f, actions, weight, returns, values, scale, reward
-        )
-        slow = value(slow_critic, f)
-        grad_fn = jax.value_and_grad(critic_logits_loss, has_aux=True)
-        (_, critic_metrics), dlogits = grad_fn(logits, slow, weight, returns)
-        (critic_grads,) = critic_vjp(dlogits)
-        return actor_grads, critic_grads, retnorm, {**actor_metrics, **critic_metrics}
-
-    behaviour = behaviour_dynamics if cfg.actor_grad == "dynamics" else behaviour_reinforce
 
     def update(state: DreamerState, batch, key) -> UpdateOutput:
         """One Dreamer update on a `[T, B]` batch of sequences (`Transition`)."""
@@ -506,7 +306,7 @@ def make_dreamer(cfg: DreamerConfig, spec: EnvSpec) -> Agent:
         flat = lambda x: sg(x.reshape(-1, *x.shape[2:]))
         start = jax.tree.map(flat, post)
         cont0 = flat(1.0 - batch.terminated.astype(jnp.float32))
-        actor_grads, critic_grads, retnorm, ac_metrics = behaviour(
+        actor_grads, critic_grads, retnorm, ac_metrics = ac.gradients(
             p, model_params, state.slow_critic, state.retnorm, start, cont0, k_imag
         )
         metrics["grad_norm/actor"] = optax.tree.norm(actor_grads)

@@ -19,15 +19,19 @@ An update whose new agent state or `loss*` metrics hold a NaN or infinity never 
 parameters: the loop keeps the state from before it, leaves its replay contexts unwritten and
 counts it; a train chunk's metrics carry `updates` (attempted) and `nonfinite_updates` (skipped).
 
-Example (a complete run, see `agents.run.run_training` for the logged version):
-  >>> trainer = make_train(cfg, env, spec, agent)            # doctest: +SKIP
-  >>> state = trainer.init(jax.random.key(0))                # doctest: +SKIP
-  >>> state, metrics = trainer.seed_chunk(state)             # random actions, fills replay
-  >>> state, metrics = trainer.train_chunk(state)            # the schedule's chunk
-  >>> state, metrics = trainer.collect(state, 100)           # or the phases one by one
-  >>> state, metrics = trainer.learn(state, 50)
-  >>> trainer.evaluate(state.agent, jax.random.key(1))       # {'eval/return': ...}
-  >>> state, per_chunk = trainer.run(jax.random.key(0))      # a whole run, metrics [C]
+Usage, a complete run with a `cfg` (`agents.TrainConfig`), an `env, spec` (`agents.make_env`)
+and an `agent` (`agents.make_agent`); `agents.run.run_training` is the logged version and
+`tests/agents/test_train.py` and `tests/agents/test_schedules.py` run these calls (each
+compiles a train chunk, too slow for a doctest):
+
+    trainer = make_train(cfg, env, spec, agent)
+    state = trainer.init(jax.random.key(0))
+    state, metrics = trainer.seed_chunk(state)             # random actions, fills replay
+    state, metrics = trainer.train_chunk(state)            # the schedule's chunk
+    state, metrics = trainer.collect(state, 100)           # or the phases one by one
+    state, metrics = trainer.learn(state, 50)
+    trainer.evaluate(state.agent, jax.random.key(1))       # {'eval/return': ...}
+    state, per_chunk = trainer.run(jax.random.key(0))      # a whole run, metrics [C]
 """
 
 from __future__ import annotations

@@ -63,11 +63,15 @@ def test_public_names_exist():
         "worldmodels.planning",
         "worldmodels.model_step",
         "worldmodels.planner_configs",
+        "worldmodels.returns",
         "worldmodels.rssm",
         "worldmodels.rssm_config",
+        "worldmodels.rssm_loss",
+        "worldmodels.rssm_obs",
         "worldmodels.scan",
         "worldmodels.sequence",
         "agents",
+        "agents.actor_critic",
         "agents.checkpoint",
         "agents.config",
         "agents.dreamer",
@@ -75,6 +79,7 @@ def test_public_names_exist():
         "agents.render",
         "agents.replay",
         "agents.tdmpc2",
+        "agents.wrappers",
     ],
 )
 def test_docstring_examples_run(module):

@@ -18,7 +18,7 @@ Imports jax, flax and optax only (never Brax, never `agents`). Every piece works
   (5, 1)
 """
 
-from worldmodels import backend, dists, nets, sequence
+from worldmodels import backend, dists, nets, returns, sequence
 from worldmodels.model_step import model_prior_fn, model_root, model_step_fn, model_value_fn
 from worldmodels.planning import (
     CEMConfig,
@@ -102,6 +102,7 @@ __all__ = [
     "observe_sequence",
     "random_shooting",
     "reset_plan",
+    "returns",
     "rollout",
     "rollout_return",
     "sequence",

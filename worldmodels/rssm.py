@@ -14,6 +14,9 @@ become `x / 255 - 0.5`, a CNN (`nets.conv_encoder`) embeds them into a flat vect
 posterior, and the decoder (`nets.conv_decoder`, then `sigmoid - 0.5`) is trained with the squared
 error summed over pixels against `x / 255 - 0.5`.
 
+This module holds the latent and its steps; the observation side is `worldmodels.rssm_obs`, the
+loss `worldmodels.rssm_loss` (`kl_balance` is re-exported here).
+
 Example:
   >>> import jax, jax.numpy as jnp
   >>> cfg = RSSMConfig(deter=32, hidden=16, groups=4, classes=4, units=16, blocks=4)
@@ -33,26 +36,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from numbers import Integral
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from worldmodels import dists
-from worldmodels.nets import (
-    Net,
-    block_gru,
-    check_image_shape,
-    conv_decoder,
-    conv_embed_size,
-    conv_encoder,
-    norm_mlp,
-)
+from worldmodels.nets import block_gru, norm_mlp
 from worldmodels.rssm_config import RSSMConfig
+from worldmodels.rssm_loss import kl_balance, make_model_loss
+from worldmodels.rssm_obs import check_last, check_sizes, obs_input, obs_nets
 from worldmodels.scan import hoisted_scan
-from worldmodels.shapes import check_batch, describe
 from worldmodels.types import (
     Array,
     ImagineFn,
@@ -152,93 +147,6 @@ def _where(mask: jax.Array, a, b):
     return jax.tree.map(pick, a, b)
 
 
-ObsSize = int | tuple[int, int, int]  # a vector's length or an image's (H, W, C)
-
-
-def _check_last(x: jax.Array, expected: ObsSize, what: str) -> None:
-    shape = expected if isinstance(expected, tuple) else (expected,)
-    if x.shape[max(x.ndim - len(shape), 0) :] != shape:
-        dims = ", ".join(map(str, shape))
-        raise ValueError(f"RSSM: {what} must have shape [..., {dims}], got {x.shape}")
-
-
-def _obs_nets(
-    c: RSSMConfig, obs_size: ObsSize, feat_size: int, decoder: bool
-) -> tuple[Net, int, Net | None]:
-    """Observation encoder, its embedding size, decoder: MLPs for vectors, CNNs for images."""
-    if isinstance(obs_size, tuple):
-        conv = dict(mults=c.mults, kernel=c.kernel, minres=c.minres, norm=c.norm, act=c.act)
-        size = conv_embed_size(obs_size, c.depth, mults=c.mults, minres=c.minres)
-        dec = conv_decoder(feat_size, obs_size, c.depth, **conv) if decoder else None
-        return conv_encoder(obs_size, c.depth, **conv), size, dec
-    mk = functools.partial(norm_mlp, norm=c.norm, act=c.act)
-    dec = mk(feat_size, (c.units,) * c.dec_layers, obs_size) if decoder else None
-    return mk(obs_size, (c.units,) * c.enc_layers, None), c.units, dec
-
-
-def _obs_input(obs: jax.Array, obs_size: ObsSize) -> jax.Array:
-    """Encoder input and reconstruction target: `symlog(obs)`, or `obs / 255 - 0.5` for images."""
-    _check_last(obs, obs_size, "observation")
-    if not isinstance(obs_size, tuple):
-        return dists.symlog(obs)
-    if obs.dtype != jnp.uint8:
-        raise ValueError(f"RSSM: image observations must be uint8, got {obs.dtype} {obs.shape}")
-    return obs.astype(jnp.float32) / 255.0 - 0.5
-
-
-def _check_batch(batch: Any, obs_size: ObsSize, action_size: int) -> dict[str, int]:
-    """Checks the fields `RSSMModel.model_loss` reads (static shapes); returns the axis sizes."""
-    image = isinstance(obs_size, tuple)
-    obs_axes = ("T", "B", "H", "W", "C") if image else ("T", "B", "O")
-    known = dict(zip(("H", "W", "C"), obs_size, strict=True)) if image else {"O": obs_size}
-    fields = [("obs", obs_axes), ("action", ("T", "B", "A")), ("reward", ("T", "B"))]
-    fields += [("next_obs", obs_axes), ("terminated", ("T", "B")), ("done", ("T", "B"))]
-    return check_batch(batch, fields, "RSSM.model_loss", known | {"A": action_size})
-
-
-def kl_balance(
-    post_logits: jax.Array, prior_logits: jax.Array, unimix: float, free_nats: float
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """DreamerV3's KL balancing terms between posterior and prior latents.
-
-    Both distributions get `unimix` first. `dyn = KL(sg(post) || prior)` trains the prior towards
-    the posterior, `rep = KL(post || sg(prior))` regularises the posterior; each is summed over
-    the groups, then clipped below at `free_nats` (no gradient while under it).
-
-    Args:
-      post_logits, prior_logits: `[..., groups, classes]`.
-      unimix: uniform mix in `[0, 1)`.
-      free_nats: the clipping floor.
-
-    Returns:
-      `(dyn, rep, dyn_raw, rep_raw)`, each `[...]`: clipped terms and the raw KLs.
-    """
-    post = dists.unimix_logits(post_logits, unimix)
-    prior = dists.unimix_logits(prior_logits, unimix)
-    dyn = dists.categorical_kl(sg(post), prior).sum(-1)
-    rep = dists.categorical_kl(post, sg(prior)).sum(-1)
-    return jnp.maximum(dyn, free_nats), jnp.maximum(rep, free_nats), dyn, rep
-
-
-def _check_sizes(obs_shape: Any, action_size: Any, minres: int) -> tuple[ObsSize, int]:
-    """`(O or (H, W, C), A)` from `make_rssm`'s arguments, or a ValueError naming the bad one."""
-    if isinstance(obs_shape, tuple | list) and len(obs_shape) == 1:
-        obs_shape = obs_shape[0]  # `(O,)`, as `EnvSpec.obs_shape` gives vectors
-    if isinstance(obs_shape, tuple | list):
-        try:
-            check_image_shape(obs_shape, minres)
-        except ValueError as err:
-            raise ValueError(f"make_rssm: obs_shape: {err}") from None
-        obs_shape = tuple(int(s) for s in obs_shape)
-    elif isinstance(obs_shape, bool) or not isinstance(obs_shape, Integral) or obs_shape < 1:
-        raise ValueError(
-            f"make_rssm: obs_shape must be an int >= 1 or (H, W, C), got {obs_shape!r}"
-        )
-    if isinstance(action_size, bool) or not isinstance(action_size, Integral) or action_size < 1:
-        raise ValueError(f"make_rssm: action_size must be an int >= 1, got {action_size!r}")
-    return int(obs_shape) if isinstance(obs_shape, Integral) else obs_shape, int(action_size)
-
-
 def make_rssm(cfg: RSSMConfig, obs_shape: int | tuple[int, ...], action_size: int) -> RSSMModel:
     """Build the RSSM functions for `cfg` and the given observation and action sizes.
 
@@ -257,13 +165,13 @@ def make_rssm(cfg: RSSMConfig, obs_shape: int | tuple[int, ...], action_size: in
         traces or compiles).
     """
     c = cfg
-    obs_shape, action_size = _check_sizes(obs_shape, action_size, c.minres)
+    obs_shape, action_size = check_sizes(obs_shape, action_size, c.minres)
     stoch_size, feat_size = c.groups * c.classes, c.deter + c.groups * c.classes
     bins = dict(num_bins=c.num_bins, vmin=c.vmin, vmax=c.vmax)
     use_decoder = c.objective == "decoder"
 
     mk = functools.partial(norm_mlp, norm=c.norm, act=c.act)
-    encoder, embed, decoder = _obs_nets(c, obs_shape, feat_size, use_decoder)
+    encoder, embed, decoder = obs_nets(c, obs_shape, feat_size, use_decoder)
     post_in = embed if c.absolute else c.deter + embed
     core_net = block_gru(
         c.deter,
@@ -302,7 +210,7 @@ def make_rssm(cfg: RSSMConfig, obs_shape: int | tuple[int, ...], action_size: in
         return jnp.concatenate([latent.deter, stoch], axis=-1)
 
     def encode(params, obs):
-        return apply(params, "encoder", _obs_input(obs, obs_shape))
+        return apply(params, "encoder", obs_input(obs, obs_shape))
 
     def group(x):
         return x.reshape(*x.shape[:-1], c.groups, c.classes)
@@ -318,7 +226,7 @@ def make_rssm(cfg: RSSMConfig, obs_shape: int | tuple[int, ...], action_size: in
         return dists.categorical_sample_st(logits, key, c.unimix)
 
     def core(params, latent, action):
-        _check_last(action, action_size, "action")
+        check_last(action, action_size, "action")
         action = action / sg(jnp.maximum(1.0, jnp.abs(action)))  # DreamerV3's action clip
         stoch = latent.stoch.reshape(*latent.stoch.shape[:-2], stoch_size)
         return apply(params, "core", jnp.concatenate([latent.deter, stoch, action], axis=-1))
@@ -416,84 +324,15 @@ def make_rssm(cfg: RSSMConfig, obs_shape: int | tuple[int, ...], action_size: in
         _, outs = hoisted_scan(step, params, carry, inputs)
         return outs
 
-    def model_loss(params, batch, key, start=None, start_first=None):
-        """World-model loss on a `[T, B]` sequence batch.
-
-        Args:
-          params: model parameters.
-          batch: fields `obs [T, B, O]`, `action [T, B, A]`, `reward [T, B]`,
-            `next_obs [T, B, O]`, `terminated [T, B]`, `done [T, B]` (e.g.
-            `worldmodels.Transition`); image observations are uint8 `[T, B, H, W, C]`. Step `t`
-            starts an episode at `t = 0` (unless `start` is given) and after `done`.
-          key: PRNG key.
-          start: optional `RSSMState` `[B, ...]`, the latent of `obs[0]` to continue from
-            (replay context; no gradient flows into it). Default: every sequence starts an
-            episode at `t = 0`.
-          start_first: `[B]` bool, with `start`: where true, `obs[0]` starts from scratch anyway.
-
-        Returns:
-          `(loss, (metrics, post))`; `post` is the posterior `RSSMState` `[T, B, ...]` after
-          each transition (of `next_obs`).
-
-        Raises:
-          TypeError: `batch` is not such an object (a dict, say) or lacks a field.
-          ValueError: a field's shape is wrong, e.g.
-            `batch.reward must have shape [T, B] = (8, 4), got (4,)`; or `start_first` is not
-            `[B]`, or only one of `start` and `start_first` is given.
-        """
-        if (start is None) != (start_first is None):
-            raise ValueError("RSSM.model_loss: pass start and start_first together")
-        dims = _check_batch(batch, obs_shape, action_size)
-        if start_first is not None and jnp.shape(start_first) != (dims["B"],):
-            raise ValueError(
-                f"RSSM.model_loss: start_first must have shape [B] = ({dims['B']},), "
-                f"got {describe(start_first)}"
-            )
-        z_prev, post, logits = posterior_sequence(params, batch, key, start, start_first)
-        prior = prior_logits(params, post.deter)
-        dyn, rep, dyn_raw, rep_raw = kl_balance(logits, prior, c.unimix, c.free_nats)
-        f = feat(post)
-        reward_ce = dists.soft_ce(apply(params, "reward", f), batch.reward, **bins)
-        alive = 1.0 - batch.terminated.astype(f.dtype)
-        cont_nll = -dists.bernoulli_log_prob(apply(params, "cont", f)[..., 0], alive)
-        if use_decoder:  # squared error summed over the observation's axes, in encoder space
-            target = _obs_input(batch.next_obs, obs_shape)
-            axes = tuple(range(f.ndim - 1, target.ndim))
-            rec = jnp.sum((decode(params, post) - target) ** 2, axis=axes)
-        else:
-            rec = jnp.sum((inverse(params, z_prev, post.stoch) - batch.action) ** 2, axis=-1)
-        total = jnp.mean(
-            c.dyn_scale * dyn
-            + c.rep_scale * rep
-            + c.rec_scale * rec
-            + c.reward_scale * reward_ce
-            + c.cont_scale * cont_nll
-        )
-        metrics = {
-            "loss/model": total,
-            "loss/dyn": dyn_raw.mean(),
-            "loss/rep": rep_raw.mean(),
-            "loss/reward": reward_ce.mean(),
-            "loss/cont": cont_nll.mean(),
-            "loss/decoder" if use_decoder else "loss/inverse": rec.mean(),
-            "ent/post": dists.categorical_entropy(logits).sum(-1).mean(),
-            "ent/prior": dists.categorical_entropy(prior).sum(-1).mean(),
-        }
-        return total, (metrics, post)
-
-    def loss(params, batch, key):
-        total, (metrics, _) = model_loss(params, batch, key)
-        return total, metrics
-
-    return RSSMModel(
+    model = RSSMModel(
         init=init,
         initial=initial,
         observe=observe,
         imagine=imagine,
         transition=transition,
         predict=predict,
-        loss=loss,
-        model_loss=model_loss,
+        loss=None,  # both losses are built below from the model's own functions
+        model_loss=None,
         feat=feat,
         encode=encode,
         core=core,
@@ -509,3 +348,10 @@ def make_rssm(cfg: RSSMConfig, obs_shape: int | tuple[int, ...], action_size: in
         action_size=action_size,
         config=cfg,
     )
+    model_loss = make_model_loss(model, posterior_sequence, apply)
+
+    def loss(params, batch, key):
+        total, (metrics, _) = model_loss(params, batch, key)
+        return total, metrics
+
+    return model._replace(loss=loss, model_loss=model_loss)

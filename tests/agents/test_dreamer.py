@@ -2,20 +2,15 @@
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from agents.actor_critic import make_actor_critic
 from agents.config import TrainConfig
-from agents.dreamer import (
-    DreamerConfig,
-    _actor,
-    lambda_returns,
-    make_dreamer,
-    return_scale,
-    update_retnorm,
-)
+from agents.dreamer import DreamerConfig, make_dreamer
 from agents.envs import ENV_NAMES, make_env
 from agents.run import build
 from agents.tdmpc2 import TDMPC2Config, make_tdmpc2
@@ -23,6 +18,7 @@ from agents.train import make_train
 from agents.types import Context, EnvSpec, Transition
 from worldmodels import dists
 from worldmodels.nets import norm_mlp
+from worldmodels.returns import lambda_returns, return_scale, update_retnorm
 from worldmodels.rssm import RSSMState, make_rssm
 from worldmodels.sequence import imagine
 
@@ -98,35 +94,9 @@ def test_is_first_resets_the_carry(agents, jitted):
     key = jax.random.key(9)
     from_carry, _, _ = act(state, carry, obs, first, key)
     from_fresh, _, _ = act(state, fresh, obs, jnp.ones(3, bool), key)
-    for x, y in zip(jax.tree.leaves(from_carry), jax.tree.leaves(from_fresh), strict=True):
-        np.testing.assert_allclose(x[first], y[first], rtol=1e-5, atol=1e-6)
+    reset = lambda carry: jax.tree.map(lambda x: x[first], carry)
+    chex.assert_trees_all_close(reset(from_carry), reset(from_fresh), rtol=1e-5, atol=1e-6)
     assert not np.allclose(from_carry.latent.deter[1], from_fresh.latent.deter[1])
-
-
-def test_lambda_returns_match_a_python_loop(key):
-    h, b, discount, lam = 6, 3, 0.97, 0.8
-    k = jax.random.split(key, 3)
-    reward, cont = jax.random.normal(k[0], (h, b)), jax.random.uniform(k[1], (h, b))
-    value = jax.random.normal(k[2], (h + 1, b))
-    expected, ret = np.zeros((h, b)), np.asarray(value[-1])
-    for t in reversed(range(h)):
-        ret = reward[t] + discount * cont[t] * ((1 - lam) * value[t + 1] + lam * ret)
-        expected[t] = ret
-    got = lambda_returns(reward, cont, value, discount, lam)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    # lam = 0 is one-step TD, lam = 1 the discounted Monte-Carlo return bootstrapped at the end
-    td = lambda_returns(reward, cont, value, discount, 0.0)
-    np.testing.assert_allclose(td, reward + discount * cont * value[1:], rtol=1e-5, atol=1e-6)
-
-
-def test_return_normalisation_tracks_percentiles_by_ema(key):
-    returns = 10.0 * jax.random.normal(key, (15, 64))
-    lo, hi = np.percentile(np.asarray(returns), [5, 95])
-    np.testing.assert_allclose(update_retnorm(jnp.zeros(2), returns, 1.0), [lo, hi], rtol=1e-5)
-    stats = update_retnorm(jnp.array([1.0, 2.0]), returns, 0.01)
-    np.testing.assert_allclose(stats, [1.0 + 0.01 * (lo - 1.0), 2.0 + 0.01 * (hi - 2.0)], 1e-5)
-    assert float(return_scale(jnp.array([lo, hi]))) == pytest.approx(hi - lo, rel=1e-6)
-    assert float(return_scale(jnp.array([0.1, 0.3]))) == 1.0  # small returns are not scaled up
 
 
 def test_critic_target_is_two_hot_of_the_return():
@@ -160,18 +130,16 @@ def test_update_moves_everything_with_finite_metrics(jitted, grad):
         assert _delta(new.params[name], state.params[name]) > 0, name
     assert np.all(np.isfinite(np.asarray(new.retnorm)))
     # the slow critic moves towards the updated critic by exactly its EMA rate
-    for slow, old, fast in zip(
-        *map(jax.tree.leaves, (new.slow_critic, state.slow_critic, new.params["critic"])),
-        strict=True,
-    ):
-        np.testing.assert_allclose(slow, old + CFG.slow_rate * (fast - old), atol=1e-6)
+    ema = lambda old, fast: old + CFG.slow_rate * (fast - old)
+    expected = jax.tree.map(ema, state.slow_critic, new.params["critic"])
+    chex.assert_trees_all_close(new.slow_critic, expected, rtol=1e-7, atol=1e-6)
 
 
 def _reference_actor_critic(state, new, batch, post, key):
     """DreamerV3's actor and critic losses and gradients, each through its own forward passes."""
     sg, m = jax.lax.stop_gradient, CFG.model
     model = make_rssm(m, SPEC.obs_shape, SPEC.action_size)
-    _, policy = _actor(CFG, model, SPEC.action_size)
+    policy = make_actor_critic(CFG, model, SPEC.action_size).policy
     critic = norm_mlp(
         model.feat_size, (CFG.units,) * CFG.layers, m.num_bins, norm=m.norm, act=m.act
     )

@@ -2,6 +2,7 @@ import dataclasses
 import re
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,8 +82,7 @@ def _batch(key):
 
 
 def _allclose(a, b, **kw):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(x, y, **{"rtol": 1e-5, "atol": 1e-5, **kw})
+    chex.assert_trees_all_close(a, b, **{"rtol": 1e-5, "atol": 1e-5, **kw})
 
 
 @pytest.mark.parametrize(
