@@ -28,6 +28,7 @@ from typing import Annotated, Union
 
 import tyro
 
+from agents.compile_cache import enable_compile_cache
 from agents.config import AGENT_CONFIGS, TrainConfig
 from agents.hostmem import tune_host_allocator
 
@@ -170,16 +171,6 @@ def _bench(cmd: Bench) -> None:
     print(text)
 
 
-def _enable_compile_cache() -> None:
-    """Reuse XLA compilations across runs of the same config (set WM_JAX_CACHE="" to disable)."""
-    path = os.environ.get("WM_JAX_CACHE", os.path.expanduser("~/.cache/worldmodels/jax"))
-    if path:
-        import jax
-
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-
-
 COMMANDS = {"train": Train, "eval": Eval, "bench": Bench}
 DESCRIPTION = (
     "worldmodels: model-based RL on Brax, on device. Errors are one line; --debug (anywhere on "
@@ -230,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     _setup_logging(debug)
     try:
         cmd = parse(argv)
-        _enable_compile_cache()
+        enable_compile_cache()  # agents.compile_cache, as run_training does
         {Train: _train, Eval: _eval, Bench: _bench}[type(cmd)](cmd)
     except SystemExit:
         raise

@@ -32,6 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from agents.checkpoint import Checkpointer
+from agents.compile_cache import enable_compile_cache
 from agents.config import TrainConfig, make_agent
 from agents.envs import make_env
 from agents.metrics import MetricsLog, reduce_seeds
@@ -129,12 +130,16 @@ def run_training(
 ) -> dict:
     """Train (or resume) a run in `out`; returns the last logged row.
 
+    Compiled programs go to the same persistent cache as `wm train`'s
+    (`agents.compile_cache.enable_compile_cache`), so a second run of a config starts at once.
+
     Raises:
       FileExistsError, FileNotFoundError, ValueError, agents.rundir.RunDirError: a bad config or
         directory, found before anything is written or compiled.
       Interrupted: a signal stopped the run after saving a checkpoint.
       RunError: a checkpoint could not be written, or every update of a chunk was non-finite.
     """
+    enable_compile_cache()  # the CLI's persistent cache (unless one is configured already)
     out = Path(out)
     cfg = resume_config(out, cfg) if resume else cfg
     check_out(out, resume=resume, overwrite=overwrite)
@@ -317,6 +322,7 @@ def root_cause(error: BaseException) -> str:
 
 def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int = 0) -> dict:
     """Load a run's latest checkpoint and evaluate its agent alone; writes `eval.json`."""
+    enable_compile_cache()
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     if episodes is not None:
