@@ -14,19 +14,49 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 # Per-seed values kept in a row of a several-seed run (beside their mean under the plain name).
 PER_SEED = ("eval/return", "train/return")
+# Summed over seeds, never absent.
+COUNTS = ("updates", "nonfinite_updates", "train/episodes")
+
+
+def drop_absent(metrics: dict) -> dict:
+    """A chunk's metrics (scalars, or `[S]` per seed) without those of what did not happen in it.
+
+    Absent (rather than the loop's placeholder) are `train/return` where no episode ended
+    (`train/episodes == 0`; the loop reports 0 there) and, where no update ran (`updates == 0`),
+    the update metrics, which the loop reports as NaN. Where updates ran, a NaN stays: it is a
+    non-finite result, never hidden. With several seeds, a seed's absent value becomes NaN (which
+    `reduce_seeds` skips) and a metric absent in every seed is dropped. Apply it before adding
+    evaluation metrics: those always happened.
+    """
+    m, absent = dict(metrics), {}
+    if "train/return" in m and "train/episodes" in m:
+        absent["train/return"] = np.asarray(m["train/episodes"]) == 0
+    if "updates" in m:
+        no_updates = np.asarray(m["updates"]) == 0
+        for k, v in m.items():
+            v = np.asarray(v)
+            if k not in COUNTS and k not in absent and np.issubdtype(v.dtype, np.floating):
+                absent[k] = no_updates & np.isnan(v)
+    for k, mask in absent.items():
+        if mask.all():
+            del m[k]
+        elif mask.any():
+            m[k] = np.where(mask, np.nan, np.asarray(m[k], np.float64))
+    return m
 
 
 def reduce_seeds(metrics: dict, num_seeds: int) -> dict:
     """One row's metrics from `[S]` per-seed values (`num_seeds = S > 1`; else unchanged).
 
     Every metric becomes its mean over the seeds (NaN seeds skipped); `eval/return` and
-    `train/return` also keep the per-seed values (`<name>_seeds`, a list) and their spread
-    (`<name>_seeds_std`, `_seeds_min`, `_seeds_max`). Counts (`updates`, `nonfinite_updates`,
-    `train/episodes`) are summed over the seeds.
+    `train/return` also keep the per-seed values (`<name>_seeds`, a list; a seed whose
+    `train/return` is absent, NaN after `drop_absent`, is None there) and their spread
+    (`<name>_seeds_std`, `_seeds_min`, `_seeds_max`, over the seeds that have one). Counts
+    (`updates`, `nonfinite_updates`, `train/episodes`) are summed over the seeds.
     """
     if num_seeds == 1:
         return metrics
-    counts = ("updates", "nonfinite_updates", "train/episodes")
+    counts = COUNTS
     out = {}
     for k, v in metrics.items():
         v = np.asarray(v, dtype=np.float64 if k not in counts else None)
@@ -38,7 +68,8 @@ def reduce_seeds(metrics: dict, num_seeds: int) -> dict:
             else float("nan")
         )
         if k in PER_SEED:
-            out[f"{k}_seeds"] = [float(x) for x in v]
+            absent = k == "train/return"
+            out[f"{k}_seeds"] = [None if absent and np.isnan(x) else float(x) for x in v]
             out[f"{k}_seeds_std"], out[f"{k}_seeds_min"], out[f"{k}_seeds_max"] = (
                 float(f(v)) for f in (np.nanstd, np.nanmin, np.nanmax)
             )
@@ -98,14 +129,17 @@ class MetricsLog:
         plot_curve(rows, self.dir / "curve.png", title)
 
 
+def plotted_rows(rows: list[dict], key: str) -> list[dict]:
+    """The rows that have a finite `key` (absent, None or NaN values are not plotted)."""
+    return [r for r in rows if isinstance(r.get(key), int | float) and np.isfinite(r[key])]
+
+
 def plot_curve(rows: list[dict], path: Path, title: str = "") -> None:
     """Eval return (and train return, if logged) against env steps; for a several-seed run the
     mean over seeds with a band from the lowest to the highest seed, and each seed faintly."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for key, style in (("eval/return", "o-"), ("train/return", "-")):
-        pts = [r for r in rows if r.get(key) is not None]
-        if key == "train/return":
-            pts = [r for r in pts if r[key]]
+        pts = plotted_rows(rows, key)
         if not pts:
             continue
         xs = [r["env_steps"] for r in pts]

@@ -35,7 +35,7 @@ from agents.checkpoint import Checkpointer
 from agents.compile_cache import enable_compile_cache
 from agents.config import TrainConfig, make_agent
 from agents.envs import make_env
-from agents.metrics import MetricsLog, reduce_seeds
+from agents.metrics import MetricsLog, drop_absent, reduce_seeds
 from agents.rundir import (
     RESUMABLE_FIELDS,
     check_out,
@@ -216,7 +216,7 @@ class _Loop:
         cfg = self.cfg
         if self.env_steps == 0 and cfg.seed_steps > 0:
             self.state, m = self.trainer.seed_chunk(self.state)
-            m = reduce_seeds(jax.device_get(m), cfg.num_seeds)
+            m = reduce_seeds(drop_absent(jax.device_get(m)), cfg.num_seeds)
             self.last = self.metrics.write(self.env_steps, time.time() - self.t0, m)
             self.bar.update(self.env_steps)
         while self.env_steps < cfg.steps and stop.signum is None:
@@ -234,7 +234,7 @@ class _Loop:
         """One train chunk, its evaluation if it crosses `eval_every`, and its metrics row."""
         cfg, before, t_chunk = self.cfg, self.env_steps, time.time()
         self.state, m = self.trainer.train_chunk(self.state)
-        m, now = jax.device_get(m), self.env_steps
+        m, now = drop_absent(jax.device_get(m)), self.env_steps  # before the eval's metrics
         if now // cfg.eval_every > before // cfg.eval_every or now >= cfg.steps:
             m.update(jax.device_get(self.trainer.evaluate(self.state.agent, eval_keys(cfg, now))))
         per_seed, m = m, reduce_seeds(m, cfg.num_seeds)
