@@ -57,7 +57,9 @@ class Train(TrainConfig):
       resume: continue the run in this directory from its last checkpoint (its saved config is
         used; only --steps, --eval-every and --checkpoint-every may change).
       overwrite: replace an existing run directory.
-      progress: show a progress bar.
+      progress: show a progress bar (on stderr).
+      tensorboard: also write TensorBoard event files of the metrics into the run directory
+        (`tensorboard --logdir runs`).
     """
 
     agent: AgentChoice = dataclasses.field(default_factory=AGENT_CONFIGS[0].cpu)
@@ -65,6 +67,7 @@ class Train(TrainConfig):
     resume: str | None = None
     overwrite: bool = False
     progress: bool = True
+    tensorboard: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -127,6 +130,7 @@ def _check_old_flags(argv: list[str]) -> None:
 
 
 def _train(cmd: Train) -> None:
+    from agents.metrics import MetricsLog, summarize
     from agents.run import run_training
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -147,10 +151,15 @@ def _train(cmd: Train) -> None:
             seeds = f"seeds{cfg.seed}-{cfg.seed + cfg.num_seeds - 1}"
         out = Path(cmd.out or f"runs/{env}-{cfg.agent.name}-{seeds}")
     print(f"run directory: {out}", file=sys.stderr)
-    last = run_training(
-        cfg, out, resume=bool(cmd.resume), overwrite=cmd.overwrite, progress=cmd.progress
+    run_training(
+        cfg,
+        out,
+        resume=bool(cmd.resume),
+        overwrite=cmd.overwrite,
+        progress=cmd.progress,
+        tensorboard=cmd.tensorboard,
     )
-    print(json.dumps(last))
+    print(summarize(MetricsLog(out).rows(), out, title=f"{cfg.agent.name} on {cfg.env}"))
 
 
 def _eval(cmd: Eval) -> None:

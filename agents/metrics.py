@@ -1,9 +1,11 @@
-"""Run metrics on disk: `metrics.jsonl` (source of truth), `metrics.csv` and `curve.png`."""
+"""Run metrics on disk: `metrics.jsonl` (source of truth), `metrics.csv`, `curve.png`, and
+optionally TensorBoard event files; `summarize` is what `wm train` prints at the end."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -80,12 +82,15 @@ class MetricsLog:
     """Appends one JSON object a line; rewrites the CSV and plot from it on demand.
 
     Every row has `env_steps` and `wall_s`. On resume, rows newer than the checkpoint are dropped so
-    the log continues exactly where the restored state is.
+    the log continues exactly where the restored state is. With `tensorboard`, every row written
+    is also a set of TensorBoard scalars (step: env steps; its finite numbers) in event files in
+    `run_dir`.
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, *, tensorboard: bool = False):
         self.dir = Path(run_dir)
         self.jsonl = self.dir / "metrics.jsonl"
+        self.tensorboard, self._writer = tensorboard, None
 
     def rows(self) -> list[dict]:
         if not self.jsonl.exists():
@@ -114,7 +119,26 @@ class MetricsLog:
         )
         with self.jsonl.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.tensorboard:
+            self._scalars(row)
         return row
+
+    def _scalars(self, row: dict) -> None:
+        if self._writer is None:
+            from tensorboardX import SummaryWriter  # only for runs that ask for it
+
+            self._writer = SummaryWriter(logdir=str(self.dir))
+        for k, v in row.items():
+            # Non-finite values stay in metrics.jsonl (tensorboardX prints a warning for each).
+            if k not in ("env_steps", "wall_s") and isinstance(v, int | float) and math.isfinite(v):
+                self._writer.add_scalar(k, v, global_step=row["env_steps"])
+        self._writer.flush()  # a row at a time, so a run in progress can be watched
+
+    def close(self) -> None:
+        """Closes the TensorBoard event file, if one was opened."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def export(self, title: str = "") -> None:
         """Write `metrics.csv` (union of columns) and `curve.png` (eval return vs env steps)."""
@@ -158,3 +182,38 @@ def plot_curve(rows: list[dict], path: Path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def summarize(rows: list[dict], run_dir: Path, title: str = "") -> str:
+    """A few lines on a finished (or stopped) run: final and best eval return with their env
+    steps, wall time, env steps/s, and where its files are."""
+    run_dir = Path(run_dir)
+    if not rows:
+        return f"{title or run_dir}: nothing logged yet"
+    last = rows[-1]
+    wall = last["wall_s"]
+    hms = f"{int(wall // 3600)}:{int(wall % 3600 // 60):02d}:{wall % 60:04.1f}"
+    sps = last["env_steps"] / wall if wall > 0 else float("nan")
+    lines = [
+        f"{title or run_dir}: {last['env_steps']:,} env steps in {hms} ({sps:,.0f} env steps/s)"
+    ]
+    evals = plotted_rows(rows, "eval/return")
+    if evals:
+        final, best = evals[-1], max(evals, key=lambda r: r["eval/return"])
+        seeds = (
+            f" (mean of {len(final['eval/return_seeds'])} seeds)"
+            if "eval/return_seeds" in final
+            else ""
+        )
+        lines.append(
+            f"eval return{seeds}: final {final['eval/return']:.1f} at env step "
+            f"{final['env_steps']:,}, best {best['eval/return']:.1f} at {best['env_steps']:,}"
+        )
+    else:
+        lines.append("eval return: no finite evaluation yet")
+    ckpt = run_dir / "checkpoints"
+    steps = [int(p.name) for p in ckpt.iterdir() if p.name.isdigit()] if ckpt.is_dir() else []
+    saved = f"latest env step {max(steps):,}" if steps else "none yet"
+    lines.append(f"metrics: {run_dir / 'metrics.csv'} (plot: {run_dir / 'curve.png'})")
+    lines.append(f"checkpoints: {ckpt} ({saved})")
+    return "\n".join(lines)
