@@ -28,6 +28,7 @@ from typing import Annotated, Union
 
 import tyro
 
+from agents.compile_cache import enable_compile_cache
 from agents.config import AGENT_CONFIGS, TrainConfig
 from agents.hostmem import tune_host_allocator
 
@@ -56,7 +57,9 @@ class Train(TrainConfig):
       resume: continue the run in this directory from its last checkpoint (its saved config is
         used; only --steps, --eval-every and --checkpoint-every may change).
       overwrite: replace an existing run directory.
-      progress: show a progress bar.
+      progress: show a progress bar (on stderr).
+      tensorboard: also write TensorBoard event files of the metrics into the run directory
+        (`tensorboard --logdir runs`).
     """
 
     agent: AgentChoice = dataclasses.field(default_factory=AGENT_CONFIGS[0].cpu)
@@ -64,6 +67,7 @@ class Train(TrainConfig):
     resume: str | None = None
     overwrite: bool = False
     progress: bool = True
+    tensorboard: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -126,6 +130,7 @@ def _check_old_flags(argv: list[str]) -> None:
 
 
 def _train(cmd: Train) -> None:
+    from agents.metrics import MetricsLog, summarize
     from agents.run import run_training
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -146,10 +151,15 @@ def _train(cmd: Train) -> None:
             seeds = f"seeds{cfg.seed}-{cfg.seed + cfg.num_seeds - 1}"
         out = Path(cmd.out or f"runs/{env}-{cfg.agent.name}-{seeds}")
     print(f"run directory: {out}", file=sys.stderr)
-    last = run_training(
-        cfg, out, resume=bool(cmd.resume), overwrite=cmd.overwrite, progress=cmd.progress
+    run_training(
+        cfg,
+        out,
+        resume=bool(cmd.resume),
+        overwrite=cmd.overwrite,
+        progress=cmd.progress,
+        tensorboard=cmd.tensorboard,
     )
-    print(json.dumps(last))
+    print(summarize(MetricsLog(out).rows(), out, title=f"{cfg.agent.name} on {cfg.env}"))
 
 
 def _eval(cmd: Eval) -> None:
@@ -168,16 +178,6 @@ def _bench(cmd: Bench) -> None:
     if cmd.json_out:
         Path(cmd.json_out).write_text(text + "\n")
     print(text)
-
-
-def _enable_compile_cache() -> None:
-    """Reuse XLA compilations across runs of the same config (set WM_JAX_CACHE="" to disable)."""
-    path = os.environ.get("WM_JAX_CACHE", os.path.expanduser("~/.cache/worldmodels/jax"))
-    if path:
-        import jax
-
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 COMMANDS = {"train": Train, "eval": Eval, "bench": Bench}
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         # Before JAX starts its CPU threads (parsing starts none), for agents it pays for.
         if getattr(getattr(cmd, "agent", None), "tune_host_allocator", False):
             tune_host_allocator()
-        _enable_compile_cache()
+        enable_compile_cache()  # agents.compile_cache, as run_training does
         {Train: _train, Eval: _eval, Bench: _bench}[type(cmd)](cmd)
     except SystemExit:
         raise

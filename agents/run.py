@@ -4,8 +4,9 @@
 Layout of a run directory:
   config.json     the TrainConfig (resume reads it back)
   metrics.jsonl   one JSON object a line: env_steps, wall_s, eval/return, losses, ...
-  metrics.csv     the same as a table
-  curve.png       eval return against env steps
+  metrics.csv     the same as a table        (both rewritten at every evaluation: a run in
+  curve.png       eval return against env steps    progress can be watched)
+  events.out.tfevents.*   TensorBoard scalars of every row (with `tensorboard=True`)
   checkpoints/    orbax checkpoints of the whole training state (verified by hashes)
 
 Everything that can fail (the config, the directory, building the env and agent) is checked
@@ -29,12 +30,13 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from agents.checkpoint import Checkpointer
+from agents.compile_cache import enable_compile_cache
 from agents.config import TrainConfig, make_agent
 from agents.envs import make_env
-from agents.metrics import MetricsLog, reduce_seeds
+from agents.metrics import MetricsLog, drop_absent, reduce_seeds
+from agents.progress import Progress
 from agents.rundir import (
     RESUMABLE_FIELDS,
     check_out,
@@ -125,9 +127,16 @@ def run_training(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    tensorboard: bool = False,
     log=print,
 ) -> dict:
     """Train (or resume) a run in `out`; returns the last logged row.
+
+    `progress` shows a bar on stderr (`agents.progress`); `tensorboard` also writes every
+    metrics row as TensorBoard scalars into `out` (`tensorboard --logdir out`).
+
+    Compiled programs go to the same persistent cache as `wm train`'s
+    (`agents.compile_cache.enable_compile_cache`), so a second run of a config starts at once.
 
     Raises:
       FileExistsError, FileNotFoundError, ValueError, agents.rundir.RunDirError: a bad config or
@@ -135,6 +144,7 @@ def run_training(
       Interrupted: a signal stopped the run after saving a checkpoint.
       RunError: a checkpoint could not be written, or every update of a chunk was non-finite.
     """
+    enable_compile_cache()  # the CLI's persistent cache (unless one is configured already)
     out = Path(out)
     cfg = resume_config(out, cfg) if resume else cfg
     check_out(out, resume=resume, overwrite=overwrite)
@@ -142,7 +152,8 @@ def run_training(
     replaced = None if resume else create_run(out, cfg, log=log)
     try:
         on_saved = replaced.discard if replaced else lambda: None
-        return _Loop(cfg, out, trainer, progress, log, on_saved).run()
+        loop = _Loop(cfg, out, trainer, progress, log, on_saved, tensorboard=tensorboard)
+        return loop.run()
     except BaseException:
         if replaced is not None and replaced.aside.exists():  # no checkpoint of the new run yet
             replaced.restore()
@@ -153,9 +164,10 @@ def run_training(
 class _Loop:
     """The chunk loop of one process: init or restore, chunks, metrics, evals, checkpoints."""
 
-    def __init__(self, cfg: TrainConfig, out: Path, trainer, progress: bool, log, on_saved):
+    def __init__(self, cfg, out: Path, trainer, progress: bool, log, on_saved, tensorboard=False):
         self.cfg, self.out, self.trainer, self.log, self.on_saved = cfg, out, trainer, log, on_saved
-        self.progress, self.metrics = progress, MetricsLog(out)
+        self.progress, self.metrics = progress, MetricsLog(out, tensorboard=tensorboard)
+        self.called = set()  # the jitted pieces called once: later calls compile nothing
         self.ckpt = Checkpointer(
             out / "checkpoints", config=config_to_dict(cfg), max_to_keep=2, ignore=RESUMABLE_FIELDS
         )
@@ -197,23 +209,26 @@ class _Loop:
         self.last_eval = next((r["eval/return"] for r in rows[::-1] if "eval/return" in r), None)
         self.t0, self.saved_at = time.time() - wall0, self.env_steps
         self.has_checkpoint = self.ckpt.latest_step() is not None
-        self.bar = tqdm(
-            total=cfg.steps,
-            initial=min(self.env_steps, cfg.steps),
-            unit="env step",
-            disable=not self.progress,
-            file=sys.stderr,
-            dynamic_ncols=True,
-            smoothing=0.1,
-        )
+        self.bar = Progress(cfg.steps, self.env_steps, enabled=self.progress, file=sys.stderr)
+        self.bar.eval = self.last_eval  # a resumed run's, until its next evaluation
+
+    def _call(self, what: str, fn, *args):
+        """`fn(*args)` and whether this was its first call here (which compiles it: the bar says
+        so meanwhile). The call returns once the program is compiled and dispatched."""
+        first = what not in self.called
+        self.called.add(what)
+        with self.bar.phase(f"compiling {what}" if first else ""):
+            return fn(*args), first
 
     def _train(self, stop: _StopSignals) -> None:
         cfg = self.cfg
         if self.env_steps == 0 and cfg.seed_steps > 0:
-            self.state, m = self.trainer.seed_chunk(self.state)
-            m = reduce_seeds(jax.device_get(m), cfg.num_seeds)
+            t = time.time()
+            (self.state, m), _ = self._call("prefill chunk", self.trainer.seed_chunk, self.state)
+            with self.bar.phase("prefill (random actions)"):
+                m = reduce_seeds(drop_absent(jax.device_get(m)), cfg.num_seeds)
             self.last = self.metrics.write(self.env_steps, time.time() - self.t0, m)
-            self.bar.update(self.env_steps)
+            self.bar.advance(self.env_steps, time.time() - t, rate=False)  # not training's rate
         while self.env_steps < cfg.steps and stop.signum is None:
             before = self.env_steps
             self._chunk()
@@ -228,17 +243,23 @@ class _Loop:
     def _chunk(self) -> None:
         """One train chunk, its evaluation if it crosses `eval_every`, and its metrics row."""
         cfg, before, t_chunk = self.cfg, self.env_steps, time.time()
-        self.state, m = self.trainer.train_chunk(self.state)
-        m, now = jax.device_get(m), self.env_steps
-        if now // cfg.eval_every > before // cfg.eval_every or now >= cfg.steps:
-            m.update(jax.device_get(self.trainer.evaluate(self.state.agent, eval_keys(cfg, now))))
+        (self.state, m), compiled = self._call("train chunk", self.trainer.train_chunk, self.state)
+        m, now = drop_absent(jax.device_get(m)), self.env_steps  # before the eval's metrics
+        evaluated = now // cfg.eval_every > before // cfg.eval_every or now >= cfg.steps
+        if evaluated:
+            keys = eval_keys(cfg, now)
+            result, first = self._call("evaluation", self.trainer.evaluate, self.state.agent, keys)
+            with self.bar.phase("evaluating"):
+                m.update(jax.device_get(result))
+            compiled |= first
         per_seed, m = m, reduce_seeds(m, cfg.num_seeds)
         self.last = self.metrics.write(now, time.time() - self.t0, m)
         self.last_eval = self.last.get("eval/return", self.last_eval)
-        self.bar.update(min(now, cfg.steps) - min(before, cfg.steps))
-        sps = (now - before) / max(time.time() - t_chunk, 1e-9)  # this chunk, eval included
-        shown = "-" if self.last_eval is None else f"{self.last_eval:.0f}"
-        self.bar.set_postfix(sps=f"{sps:.0f}", eval=shown, refresh=False)
+        if evaluated:  # the table and the plot so far, to watch the run by
+            self._export()
+        # The rate and ETA: chunks that compiled nothing, their evaluations included.
+        self.bar.advance(now - before, time.time() - t_chunk, rate=not compiled,
+                         eval_return=self.last.get("eval/return"))  # fmt: skip
         self._check_updates(per_seed, now)  # after its row is written: the log shows the chunk
 
     def _check_updates(self, m: dict, now: int) -> None:
@@ -285,6 +306,7 @@ class _Loop:
         for what, close in (
             ("closing the checkpoints", self.ckpt.close),
             ("writing metrics.csv and curve.png", lambda: self.metrics.export(title=title)),
+            ("closing the TensorBoard events", self.metrics.close),
         ):
             try:
                 close()
@@ -293,6 +315,14 @@ class _Loop:
                     raise
                 notes.append(f"also failed: {what}: {root_cause(e)}")
         return notes
+
+    def _export(self) -> None:
+        """Rewrites metrics.csv and curve.png; a failure mid-run is a warning (metrics.jsonl,
+        the source of truth, has the row) and the next evaluation tries again."""
+        try:
+            self.metrics.export(title=f"{self.cfg.agent.name} on {self.cfg.env}")
+        except OSError as e:
+            self.log(f"\nwarning: could not write metrics.csv and curve.png: {root_cause(e)}")
 
 
 def root_cause(error: BaseException) -> str:
@@ -317,6 +347,7 @@ def root_cause(error: BaseException) -> str:
 
 def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int = 0) -> dict:
     """Load a run's latest checkpoint and evaluate its agent alone; writes `eval.json`."""
+    enable_compile_cache()
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     if episodes is not None:
