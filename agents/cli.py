@@ -16,10 +16,13 @@ before or after it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -40,7 +43,14 @@ def _summary(cls) -> str:
 # One subcommand per agent, named by its label, starting from its CPU preset.
 AgentChoice = Union[  # noqa: UP007 (a Union built from a tuple)
     tuple(
-        Annotated[c, tyro.conf.subcommand(c.name, default=c.cpu(), description=_summary(c))]
+        Annotated[
+            c,
+            tyro.conf.subcommand(
+                c.name,
+                default=c.cpu(),
+                description=f"{_summary(c)} Starts from `{c.__name__}.cpu()`.",
+            ),
+        ]
         for c in AGENT_CONFIGS
     )
 ]
@@ -51,7 +61,7 @@ class Train(TrainConfig):
     """Train an agent in a Brax environment; writes a run directory.
 
     Attributes:
-      agent: the agent and its settings (a subcommand; default tdmpc2).
+      agent: the agent, a subcommand whose flags start from its CPU preset (`cpu()`).
       out: run directory (default runs/<env>-<agent>-seed<seed>, or -seeds<first>-<last>);
         never overwritten silently.
       resume: continue the run in this directory from its last checkpoint (its saved config is
@@ -89,8 +99,10 @@ class Eval:
 class Bench(TrainConfig):
     """Measure the agent's speed (act, update), env steps/s and train chunks of a config.
 
+    The run's flags are those that shape what is measured (env, envs, schedule, replay, ...).
+
     Attributes:
-      agent: the agent and its settings (a subcommand; default tdmpc2).
+      agent: the agent, a subcommand whose flags start from its CPU preset (`cpu()`).
       repeats: timed calls per measurement (median reported).
       json_out: also write the results to this JSON file.
     """
@@ -98,6 +110,11 @@ class Bench(TrainConfig):
     agent: AgentChoice = dataclasses.field(default_factory=AGENT_CONFIGS[0].cpu)
     repeats: int = 10
     json_out: str | None = None
+    # A run's length, evaluations and checkpoints: no flags, `wm bench` measures none of them.
+    steps: tyro.conf.Suppress[int] = TrainConfig.steps
+    eval_every: tyro.conf.Suppress[int] = TrainConfig.eval_every
+    eval_episodes: tyro.conf.Suppress[int] = TrainConfig.eval_episodes
+    checkpoint_every: tyro.conf.Suppress[int] = TrainConfig.checkpoint_every
 
 
 def _resume_dir(argv: list[str]) -> str | None:
@@ -190,7 +207,9 @@ DESCRIPTION = (
 def parse(argv: list[str]) -> Train | Eval | Bench:
     """Parse `wm` arguments into a command; raises ValueError/FileNotFoundError on bad input."""
     if not argv or argv[0] not in COMMANDS:  # --help, or a missing or unknown subcommand
-        return tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, description=DESCRIPTION)
+        return tyro.extras.subcommand_cli_from_dict(
+            COMMANDS, args=argv, description=DESCRIPTION, prog="wm"
+        )
     name, rest = argv[0], argv[1:]
     default = None
     resume = _resume_dir(argv)
@@ -204,7 +223,28 @@ def parse(argv: list[str]) -> Train | Eval | Bench:
     # errors with an internal prefix (`__tyro-dummy-inner__.tdmpc2`).
     _check_old_flags(argv)
     config = (tyro.conf.OmitSubcommandPrefixes, tyro.conf.CascadeSubcommandArgs)
-    return tyro.cli(COMMANDS[name], args=rest, default=default, prog=f"wm {name}", config=config)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return tyro.cli(
+                COMMANDS[name], args=rest, default=default, prog=f"wm {name}", config=config
+            )
+    finally:
+        sys.stderr.write(_point_hints_at(name, err.getvalue()))
+
+
+def _point_hints_at(name: str, text: str) -> str:
+    """tyro's error boxes with their "in wm <agent> --help" hints naming the command used
+    (`wm train <agent> --help`): tyro keeps only the first word of the prog for them."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        fixed = re.sub(rf"\bin wm (?!{name}\b)", f"in wm {name} ", line)
+        grown = len(fixed) - len(line)
+        head, bar, tail = fixed.rpartition("│")  # keep a box's right edge where it was
+        if grown and bar and head.endswith(" " * (grown + 1)):
+            fixed = head[:-grown] + bar + tail
+        out.append(fixed)
+    return "".join(out)
 
 
 # Exit codes: 2 for a bad command line, config or directory (nothing was run), 1 for a failure
