@@ -6,6 +6,7 @@ wm train tdmpc2 --model.latent-dim 128 --planner.num-samples 256   # the agent's
 wm train dreamer --env inverted_pendulum   # another agent: a subcommand, with its flags only
 wm train --resume runs/hopper              # continue from the last checkpoint
 wm eval runs/hopper                        # evaluate the trained agent alone
+wm eval runs/hopper --video hopper.gif     # a video of it acting (.gif, or .mp4 with ffmpeg)
 wm bench                                   # act/update latency and env steps/s of a config
 wm bench dreamer                           # the same for Dreamer
 
@@ -82,17 +83,24 @@ class Train(TrainConfig):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Eval:
-    """Evaluate the latest checkpoint of a run (writes <run>/eval.json).
+    """Evaluate the latest checkpoint of a run (writes <run>/eval.json), or record a video of it.
 
     Attributes:
       run: run directory.
       episodes: evaluation episodes (default: the run's eval_episodes).
-      seed: evaluation seed.
+      seed: evaluation seed (also the video's).
+      video: instead of evaluating, write a video of the policy acting to this .gif or .mp4
+        file (drawn on device by agents.render; .mp4 needs the ffmpeg program).
+      video_steps: agent steps in the video, one frame each.
+      video_size: video frame height and width in pixels.
     """
 
     run: Annotated[str, tyro.conf.Positional]
     episodes: int | None = None
     seed: int = 0
+    video: str | None = None
+    video_steps: int = 200
+    video_size: int = 256
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -182,6 +190,17 @@ def _train(cmd: Train) -> None:
 def _eval(cmd: Eval) -> None:
     from agents.run import evaluate_run
 
+    if cmd.video is not None:
+        from agents.video import record_video
+
+        v = record_video(
+            cmd.run, cmd.video, steps=cmd.video_steps, size=cmd.video_size, seed=cmd.seed
+        )
+        print(
+            f"wrote {v['video']}: {v['frames']} frames at {v['fps']:g} fps; return over the "
+            f"video {v['return']:.1f} ({v['episodes']} episodes ended)"
+        )
+        return
     print(json.dumps(evaluate_run(cmd.run, episodes=cmd.episodes, seed=cmd.seed)))
 
 
