@@ -6,6 +6,7 @@ wm train tdmpc2 --model.latent-dim 128 --planner.num-samples 256   # the agent's
 wm train dreamer --env inverted_pendulum   # another agent: a subcommand, with its flags only
 wm train --resume runs/hopper              # continue from the last checkpoint
 wm eval runs/hopper                        # evaluate the trained agent alone
+wm eval runs/hopper --video hopper.gif     # a video of it acting (.gif, or .mp4 with ffmpeg)
 wm bench                                   # act/update latency and env steps/s of a config
 wm bench dreamer                           # the same for Dreamer
 
@@ -16,10 +17,13 @@ before or after it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -40,7 +44,14 @@ def _summary(cls) -> str:
 # One subcommand per agent, named by its label, starting from its CPU preset.
 AgentChoice = Union[  # noqa: UP007 (a Union built from a tuple)
     tuple(
-        Annotated[c, tyro.conf.subcommand(c.name, default=c.cpu(), description=_summary(c))]
+        Annotated[
+            c,
+            tyro.conf.subcommand(
+                c.name,
+                default=c.cpu(),
+                description=f"{_summary(c)} Starts from `{c.__name__}.cpu()`.",
+            ),
+        ]
         for c in AGENT_CONFIGS
     )
 ]
@@ -51,7 +62,7 @@ class Train(TrainConfig):
     """Train an agent in a Brax environment; writes a run directory.
 
     Attributes:
-      agent: the agent and its settings (a subcommand; default tdmpc2).
+      agent: the agent, a subcommand whose flags start from its CPU preset (`cpu()`).
       out: run directory (default runs/<env>-<agent>-seed<seed>, or -seeds<first>-<last>);
         never overwritten silently.
       resume: continue the run in this directory from its last checkpoint (its saved config is
@@ -72,25 +83,34 @@ class Train(TrainConfig):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Eval:
-    """Evaluate the latest checkpoint of a run (writes <run>/eval.json).
+    """Evaluate the latest checkpoint of a run (writes <run>/eval.json), or record a video of it.
 
     Attributes:
       run: run directory.
       episodes: evaluation episodes (default: the run's eval_episodes).
-      seed: evaluation seed.
+      seed: evaluation seed (also the video's).
+      video: instead of evaluating, write a video of the policy acting to this .gif or .mp4
+        file (drawn on device by agents.render; .mp4 needs the ffmpeg program).
+      video_steps: agent steps in the video, one frame each.
+      video_size: video frame height and width in pixels.
     """
 
     run: Annotated[str, tyro.conf.Positional]
     episodes: int | None = None
     seed: int = 0
+    video: str | None = None
+    video_steps: int = 200
+    video_size: int = 256
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Bench(TrainConfig):
     """Measure the agent's speed (act, update), env steps/s and train chunks of a config.
 
+    The run's flags are those that shape what is measured (env, envs, schedule, replay, ...).
+
     Attributes:
-      agent: the agent and its settings (a subcommand; default tdmpc2).
+      agent: the agent, a subcommand whose flags start from its CPU preset (`cpu()`).
       repeats: timed calls per measurement (median reported).
       json_out: also write the results to this JSON file.
     """
@@ -98,6 +118,11 @@ class Bench(TrainConfig):
     agent: AgentChoice = dataclasses.field(default_factory=AGENT_CONFIGS[0].cpu)
     repeats: int = 10
     json_out: str | None = None
+    # A run's length, evaluations and checkpoints: no flags, `wm bench` measures none of them.
+    steps: tyro.conf.Suppress[int] = TrainConfig.steps
+    eval_every: tyro.conf.Suppress[int] = TrainConfig.eval_every
+    eval_episodes: tyro.conf.Suppress[int] = TrainConfig.eval_episodes
+    checkpoint_every: tyro.conf.Suppress[int] = TrainConfig.checkpoint_every
 
 
 def _resume_dir(argv: list[str]) -> str | None:
@@ -165,6 +190,17 @@ def _train(cmd: Train) -> None:
 def _eval(cmd: Eval) -> None:
     from agents.run import evaluate_run
 
+    if cmd.video is not None:
+        from agents.video import record_video
+
+        v = record_video(
+            cmd.run, cmd.video, steps=cmd.video_steps, size=cmd.video_size, seed=cmd.seed
+        )
+        print(
+            f"wrote {v['video']}: {v['frames']} frames at {v['fps']:g} fps; return over the "
+            f"video {v['return']:.1f} ({v['episodes']} episodes ended)"
+        )
+        return
     print(json.dumps(evaluate_run(cmd.run, episodes=cmd.episodes, seed=cmd.seed)))
 
 
@@ -190,7 +226,9 @@ DESCRIPTION = (
 def parse(argv: list[str]) -> Train | Eval | Bench:
     """Parse `wm` arguments into a command; raises ValueError/FileNotFoundError on bad input."""
     if not argv or argv[0] not in COMMANDS:  # --help, or a missing or unknown subcommand
-        return tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, description=DESCRIPTION)
+        return tyro.extras.subcommand_cli_from_dict(
+            COMMANDS, args=argv, description=DESCRIPTION, prog="wm"
+        )
     name, rest = argv[0], argv[1:]
     default = None
     resume = _resume_dir(argv)
@@ -204,7 +242,28 @@ def parse(argv: list[str]) -> Train | Eval | Bench:
     # errors with an internal prefix (`__tyro-dummy-inner__.tdmpc2`).
     _check_old_flags(argv)
     config = (tyro.conf.OmitSubcommandPrefixes, tyro.conf.CascadeSubcommandArgs)
-    return tyro.cli(COMMANDS[name], args=rest, default=default, prog=f"wm {name}", config=config)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return tyro.cli(
+                COMMANDS[name], args=rest, default=default, prog=f"wm {name}", config=config
+            )
+    finally:
+        sys.stderr.write(_point_hints_at(name, err.getvalue()))
+
+
+def _point_hints_at(name: str, text: str) -> str:
+    """tyro's error boxes with their "in wm <agent> --help" hints naming the command used
+    (`wm train <agent> --help`): tyro keeps only the first word of the prog for them."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        fixed = re.sub(rf"\bin wm (?!{name}\b)", f"in wm {name} ", line)
+        grown = len(fixed) - len(line)
+        head, bar, tail = fixed.rpartition("│")  # keep a box's right edge where it was
+        if grown and bar and head.endswith(" " * (grown + 1)):
+            fixed = head[:-grown] + bar + tail
+        out.append(fixed)
+    return "".join(out)
 
 
 # Exit codes: 2 for a bad command line, config or directory (nothing was run), 1 for a failure

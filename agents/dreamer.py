@@ -68,25 +68,36 @@ sg = jax.lax.stop_gradient
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DreamerConfig:
-    """Dreamer agent hyper-parameters; defaults are DreamerV3's (`size1m` model).
+    """Dreamer agent hyper-parameters.
+
+    `DreamerConfig()` is DreamerV3's (its `size1m` model); `DreamerConfig.cpu()` is what
+    `wm train dreamer` starts from on a 2-core CPU.
 
     Attributes:
       model: the RSSM world model.
       horizon: imagination steps per start.
       lam: lambda of the lambda-returns.
       discount_horizon: the discount is `1 - 1 / discount_horizon` (DreamerV3: 333).
-      units, layers: width and hidden layers of the actor and critic MLPs on `model.feat`.
-      min_std, max_std: range of the actor's Gaussian std (mean is `tanh`ed, samples clipped).
+      units: width of the actor and critic MLPs on `model.feat`.
+      layers: hidden layers of the actor and critic MLPs.
+      min_std: the actor's lowest Gaussian std (its mean is `tanh`ed, samples clipped).
+      max_std: the actor's highest Gaussian std.
       actor_grad: `"reinforce"` (DreamerV3) or `"dynamics"` (backprop through the model, v1).
       entropy: actor entropy bonus.
       slow_rate: EMA rate of the slow critic per update.
       slow_reg: weight of the critic's regulariser towards the slow critic.
-      retnorm_rate: EMA rate of the return percentiles; retnorm_low/high: the percentiles.
+      retnorm_rate: EMA rate of the return percentiles.
+      retnorm_low: the lower return percentile (`P_low`).
+      retnorm_high: the upper return percentile (`P_high`).
       retnorm_limit: the return scale is `max(retnorm_limit, P_high - P_low)`.
-      model_lr, actor_lr, critic_lr: Adam learning rates.
-      model_grad_clip, ac_grad_clip: global-norm clip of model and actor/critic gradients.
-      batch_size, batch_length: replay sequences per update and their length (they may span
-        episodes: the RSSM resets its latent after every `done`).
+      model_lr: Adam learning rate of the world model.
+      actor_lr: Adam learning rate of the actor.
+      critic_lr: Adam learning rate of the critic.
+      model_grad_clip: global-norm clip of the world model's gradients.
+      ac_grad_clip: global-norm clip of the actor's and the critic's gradients.
+      batch_size: replay sequences per update.
+      batch_length: their length in agent steps (a sequence may span episodes: the RSSM resets
+        its latent after every `done`).
       updates_per_step: updates after each vectorised env step (one: an update trains three
         networks on `batch_size x batch_length` sequences and imagines from every step of them).
       replay_context: start training sequences from the latent stored in replay (refreshed by

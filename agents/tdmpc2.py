@@ -40,13 +40,25 @@ class TDMPC2Config:
     batch 256, lr 3e-4, encoder lr x0.3, grad clip 20, tau 0.01, discount from the episode length).
     `TDMPC2Config.cpu()` is what `wm train` uses by default on a 2-core CPU; see its docstring.
 
-    Attributes (beyond the model's and the optimiser's):
-      planner: MPPI's search (`worldmodels.MPPIConfig`, official defaults at horizon 3), passed
-        whole to `worldmodels.planning.mppi`; its horizon is also the replay sequence length.
+    Attributes:
+      model: the world model and its losses (`worldmodels.TDMPCConfig`).
+      planner: MPPI's search (`worldmodels.MPPIConfig`), passed whole to
+        `worldmodels.planning.mppi`; its horizon is also the replay sequence length.
       mpc: plan with MPPI; if false, act with the policy prior alone (faster, weaker).
+      batch_size: replay sequences per update.
       updates_per_step: updates after each vectorised env step.
       discount: the TD discount; None (default): from the episode length, as below. The agent
         sets `model.discount` from it, so `model.discount` itself must be left at its default.
+      lr: Adam learning rate.
+      enc_lr_scale: the encoder's learning rate is `lr * enc_lr_scale`.
+      grad_clip_norm: global-norm clip of the gradients.
+      tau: EMA rate of the target Q-networks per update.
+      discount_denom: discount heuristic: `(T / discount_denom - 1) / (T / discount_denom)` for
+        episodes of `T` agent steps, clipped to `[discount_min, discount_max]`.
+      discount_min: the heuristic's lowest discount.
+      discount_max: the heuristic's highest discount.
+      alive_discount_max: on alive-bonus tasks the discount is `1 - 1 / T` up to this (None: the
+        heuristic everywhere, as in the official code).
 
     The discount is TD-MPC2's heuristic from the episode length (`discount_denom`,
     `discount_min`, `discount_max`; 0.99 for 500 agent steps), except on tasks that pay an alive

@@ -29,7 +29,7 @@ def test_every_pinned_dependency_is_imported():
     import tomllib
 
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    modules = {"orbax-checkpoint": "orbax", "tensorboardx": "tensorboardX"}
+    modules = {"orbax-checkpoint": "orbax", "tensorboardx": "tensorboardX", "pillow": "PIL"}
     source = "\n".join(
         p.read_text() for d in ("worldmodels", "agents") for p in (ROOT / d).rglob("*.py")
     )

@@ -50,16 +50,26 @@ class RSSMConfig:
       minres: resolution that the image encoder's stride-2 stages halve images down to; images
         must be square with size `minres * 2**k`, `k >= 1`. Image embeddings have
         `minres**2 * depth * mults[k - 1]` features (256 for `size1m` at 64x64).
-      enc_layers, dec_layers, reward_layers, cont_layers, inv_layers: MLP depths.
-      img_layers: prior MLP depth; obs_layers: posterior MLP depth; dyn_layers: block-diagonal
-        hidden layers inside the GRU.
-      norm: `"rms"` or `"layer"`; act: hidden activation.
+      enc_layers: depth of the encoder MLP (vector observations).
+      dec_layers: depth of the decoder MLP.
+      reward_layers: depth of the reward head.
+      cont_layers: depth of the continue head.
+      inv_layers: depth of the inverse-dynamics head.
+      img_layers: depth of the prior MLP.
+      obs_layers: depth of the posterior MLP.
+      dyn_layers: block-diagonal hidden layers inside the GRU.
+      norm: `"rms"` or `"layer"` normalisation.
+      act: hidden activation.
       unimix: uniform mix of the latent categoricals, in [0, 1).
       free_nats: each KL term is clipped below at this many nats (no gradient under it).
-      dyn_scale, rep_scale: KL balancing weights (`KL(sg(post)||prior)`, `KL(post||sg(prior))`).
+      dyn_scale: KL balancing weight of the dynamics loss `KL(sg(post)||prior)`.
+      rep_scale: KL balancing weight of the representation loss `KL(post||sg(prior))`.
       rec_scale: weight of the decoder (or inverse-dynamics) loss.
-      reward_scale, cont_scale: weights of the reward and continue losses (weights, free_nats >= 0).
-      num_bins, vmin, vmax: reward two-hot layout in symlog space.
+      reward_scale: weight of the reward loss (weights and `free_nats` are >= 0).
+      cont_scale: weight of the continue loss.
+      num_bins: two-hot bins of the reward, in symlog space.
+      vmin: the lowest bin (symlog space).
+      vmax: the highest bin (symlog space).
       objective: `"decoder"` (reconstruct observations) or `"inverse_dynamics"` (predict `a_t`
         from `(z_t, z_{t+1})`), the one switch between the two variants.
       absolute: the posterior sees only the observation embedding, not `deter` (DreamerV3's

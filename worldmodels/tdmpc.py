@@ -52,7 +52,7 @@ from worldmodels.types import (
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TDMPCConfig:
-    """TD-MPC2 model and loss hyper-parameters; defaults are the official 5M-parameter config.
+    """TD-MPC2 model and loss hyper-parameters; `TDMPCConfig()` is the official 5M-parameter config.
 
     Attributes:
       latent_dim: latent state size (multiple of `simnorm_dim`).
@@ -60,11 +60,17 @@ class TDMPCConfig:
       enc_dim: hidden width of the encoder.
       num_enc_layers: encoder depth (hidden layers + output layer).
       num_q: Q-functions in the ensemble (two random ones are used for targets).
-      num_bins, vmin, vmax: two-hot layout in symlog space for rewards and values (vmin < vmax).
+      num_bins: two-hot bins of rewards and values, in symlog space.
+      vmin: the lowest bin (symlog space; `vmin < vmax`).
+      vmax: the highest bin (symlog space).
       simnorm_dim: SimNorm group size.
-      log_std_min, log_std_max: policy log-std range (min < max).
+      log_std_min: the policy's lowest log-std (`< log_std_max`).
+      log_std_max: the policy's highest log-std.
       rho: temporal weight decay over the horizon in every loss, in (0, 1].
-      consistency_coef, reward_coef, value_coef, termination_coef: loss weights, >= 0.
+      consistency_coef: weight of the latent consistency loss, >= 0.
+      reward_coef: weight of the reward loss, >= 0.
+      value_coef: weight of the Q loss, >= 0.
+      termination_coef: weight of the termination loss, >= 0.
       entropy_coef: policy entropy bonus, >= 0.
       discount: TD discount in (0, 1] (the agent derives it from the episode length, as TD-MPC2
         does).

@@ -237,3 +237,27 @@ def test_wm_train_ends_with_the_summary_not_a_json_row(monkeypatch, tmp_path, ca
     out = capsys.readouterr().out
     assert not out.lstrip().startswith("{") and "final 50.0 at env step 160" in out
     assert "40 env steps/s" in out and len(out.splitlines()) <= 5
+
+
+def test_wm_eval_video_writes_a_gif_of_the_requested_steps(run, tmp_path, capsys):
+    """Issue 16.7: there was no way to watch a trained policy act."""
+    from PIL import Image
+
+    path = tmp_path / "out" / "policy.gif"
+    main(["eval", str(run[0]), "--video", str(path), "--video-steps", "7", "--video-size", "24"])
+    assert "7 frames" in capsys.readouterr().out
+    with Image.open(path) as gif:
+        assert gif.n_frames == 7 and gif.size == (24, 24)
+        gif.seek(3)
+        assert gif.info["duration"] == 40  # ms: dt 0.02 s x action repeat 2, real time
+
+
+def test_a_video_format_that_cannot_be_written_is_refused_first(monkeypatch, tmp_path, capsys):
+    import agents.video
+
+    monkeypatch.setattr(agents.video.shutil, "which", lambda name: None)
+    for name, reason in (("x.mp4", "ffmpeg"), ("x.avi", ".gif")):
+        with pytest.raises(SystemExit) as exc:  # before the (missing) run is looked at
+            main(["eval", str(tmp_path / "no-run"), "--video", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and reason in err and "no-run" not in err
