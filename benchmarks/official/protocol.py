@@ -1,0 +1,53 @@
+"""The harnesses' side of `benchmarks/official.py`'s JSON-lines protocol (standard library only).
+
+A harness reads one JSON request a line on stdin and answers one JSON line on the stdout it was
+given; everything else the official code prints goes to stderr (stdout is re-pointed there, so
+banners and progress lines cannot corrupt the stream). Requests: `{"cmd": "build", "workload":
+W, ...}` -> `{"ok": true, "flops": ..., "compile_s": ...}`; `{"cmd": "run", "workload": W, "n":
+N}` -> `{"ok": true, "times": [N seconds]}`; `{"cmd": "release", "workload": W}`; `{"cmd":
+"quit"}`. A failure answers `{"ok": false, "error": "..."}` and the harness goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+
+def setup_malloc() -> str:
+    """The same glibc malloc tuning as our side (`agents.hostmem`), applied before the official
+    code allocates: one arena, no mmap for large blocks, no trimming. Returns what was applied."""
+    import ctypes
+    import ctypes.util
+
+    if os.environ.get("WM_HOST_ALLOCATOR", "tuned") == "default":
+        return "default"
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return "default"
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    ok = mallopt(-8, 1) and mallopt(-4, 0) and mallopt(-1, 2**31 - 1)
+    return "tuned" if ok else "default"
+
+
+def serve(handlers: dict) -> None:
+    """Answer requests until `quit` or end of input; `handlers[cmd](request) -> dict`."""
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the official code's prints -> stderr
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        if request.get("cmd") == "quit":
+            break
+        try:
+            answer = {"ok": True, **handlers[request["cmd"]](request)}
+        except Exception as e:  # noqa: BLE001 - reported to the driver, which records it
+            traceback.print_exc()
+            answer = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        out.write(json.dumps(answer) + "\n")
+    out.close()
