@@ -28,20 +28,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from abtrees import ROOT, child_start, init_agent, worktrees
+
 WHAT = ("train-chunk", "dreamer-update")
-
-
-def _init(agent, key, spec):
-    """`agent.init(key)`, or `agent.init(key, spec)` on trees whose init still takes the spec."""
-    try:
-        return agent.init(key)
-    except TypeError:
-        return agent.init(key, spec)
 
 
 def _lowered(what: str, size: str):
@@ -77,23 +69,14 @@ def _lowered(what: str, size: str):
 
     _, spec = make_env("hopper")
     agent = make_dreamer(dreamer_config(size), spec)
-    state = _init(agent, jax.random.key(0), spec)
+    state = init_agent(agent, jax.random.key(0), spec)
     args = (state, _sequence_batch(agent, state, spec, 64, 16), jax.random.key(3))
     return jax.jit(agent.update).lower(*args), args, 0
 
 
 def child(what: str, size: str, calls: int) -> None:
     """Compile once and print `compile <s>`; then time `calls` calls, one per line of stdin."""
-    # Only the tree on PYTHONPATH: an editable install's finder would otherwise serve modules
-    # that an older tree does not have from the installed checkout.
-    sys.meta_path = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
-    try:
-        from agents.hostmem import tune_host_allocator
-
-        if what == "dreamer-update":  # as `wm` does for Dreamer (agents.hostmem)
-            tune_host_allocator()
-    except ImportError:  # trees before the allocator tuning (2026-11-30) ran without it
-        pass
+    child_start(tune_allocator=what == "dreamer-update")
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)
@@ -190,23 +173,13 @@ def main() -> None:
         parser.error("--rounds must be >= 1 and --calls >= 0")
     if args.calls and args.what != "train-chunk":
         parser.error("--calls times train chunks: use it with --what train-chunk")
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "baseline"
-        git = ["git", "-C", str(ROOT)]
-        subprocess.run([*git, "worktree", "add", "-q", "--detach", str(base), args.ref], check=True)
-        other = Path(tmp) / "other"
-        if args.tree:
-            subprocess.run([*git, "worktree", "add", "-q", "--detach", str(other), args.tree])
-        try:
-            second = args.tree or "working tree"
-            if args.env:
-                second += " with " + " ".join(args.env)
-            trees = {args.ref: base, second: other if args.tree else ROOT}
-            extra = dict(item.split("=", 1) for item in args.env)
-            out = compare(trees, args.what, args.size, args.rounds, args.calls, {second: extra})
-        finally:
-            for tree in (base, other) if args.tree else (base,):
-                subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=False)
+    with worktrees(args.ref, *[args.tree] * bool(args.tree)) as (base, *other):
+        second = args.tree or "working tree"
+        if args.env:
+            second += " with " + " ".join(args.env)
+        trees = {args.ref: base, second: other[0] if other else ROOT}
+        extra = dict(item.split("=", 1) for item in args.env)
+        out = compare(trees, args.what, args.size, args.rounds, args.calls, {second: extra})
     summary = {"ref": args.ref, "what": args.what, "load_after": list(os.getloadavg())}
     for name, samples in out.items():
         line = f"{name}: compile median {statistics.median(samples['compile_s']):.2f} s"

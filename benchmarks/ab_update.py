@@ -29,22 +29,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
+from abtrees import ROOT, child_start, init_agent, worktrees
 
 WHAT = ("dreamer-update", "tdmpc2-update", "tdmpc2-plan")
-
-
-def _init(agent, key, spec):
-    """`agent.init(key)`, or `agent.init(key, spec)` on trees whose init still takes the spec."""
-    try:
-        return agent.init(key)
-    except TypeError:
-        return agent.init(key, spec)
 
 
 def _compiled_call(what: str, size: str):
@@ -68,7 +58,7 @@ def _compiled_call(what: str, size: str):
 
         cfg = TDMPC2Config.cpu()
         agent, (t, b) = make_tdmpc2(cfg, spec), (cfg.planner.horizon, cfg.batch_size)
-    state = _init(agent, jax.random.key(0), spec)
+    state = init_agent(agent, jax.random.key(0), spec)
     if what == "tdmpc2-plan":
         n = 4  # `TrainConfig.num_envs`
         obs = jax.random.normal(jax.random.key(1), (n, spec.obs_size))
@@ -81,10 +71,7 @@ def _compiled_call(what: str, size: str):
 
 def child(what: str, size: str) -> None:
     """Compile one call, say `ready`, then time one call per line read from stdin."""
-    from agents.hostmem import tune_host_allocator
-
-    if what == "dreamer-update":  # as `wm` does for Dreamer only (agents.hostmem)
-        tune_host_allocator()
+    child_start(tune_allocator=what == "dreamer-update")
     import jax
 
     call, args = _compiled_call(what, size)
@@ -140,15 +127,8 @@ def main() -> None:
         return child(args.what, args.size)
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "baseline"
-        git = ["git", "-C", str(ROOT)]
-        subprocess.run([*git, "worktree", "add", "-q", "--detach", str(base), args.ref], check=True)
-        try:
-            trees = {args.ref: base, "working tree": ROOT}
-            times = compare(trees, args.what, args.size, args.rounds)
-        finally:
-            subprocess.run([*git, "worktree", "remove", "--force", str(base)], check=False)
+    with worktrees(args.ref) as (base,):
+        times = compare({args.ref: base, "working tree": ROOT}, args.what, args.size, args.rounds)
     for name, t in times.items():
         print(f"{name}: median {statistics.median(t) * 1e3:.1f} ms, min {min(t) * 1e3:.1f} ms")
     a, b = times.values()

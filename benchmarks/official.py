@@ -23,8 +23,10 @@ Each official code runs in its own venv, built once from its own pins under `--c
 (`benchmarks/official/envs.py`: torch 2.7.1 + tensordict 0.8.3 + hydra-core 1.3.2 + omegaconf
 2.3.0 + numpy 1.24.4 on Python 3.11; jax[cpu] 0.4.33 + DreamerV3's requirements), as a
 long-lived subprocess (`benchmarks/official/*_harness.py`) that builds its agent once per workload
-and answers "run workload W n times" over stdin/stdout. Both sides: the same glibc malloc tuning
-(`agents.hostmem`), 2 threads (torch.set_num_threads; XLA's default on 2 cores), float32.
+and answers "run workload W n times" over stdin/stdout. Each implementation's rows run in their own
+process, with the glibc malloc setting that `wm` uses for that agent (`agents.hostmem`: tuned for
+Dreamer, glibc's default for TD-MPC2), the official harness given the same one. Both sides: 2
+threads (torch.set_num_threads; XLA's default on 2 cores), float32.
 
 Workloads (our shapes are `benchmarks/throughput.py`'s: Brax hopper's 11 observations and 3
 actions):
@@ -73,6 +75,15 @@ TDMPC2_SIZES = {"5M": 5, "1M": 1}  # ours: throughput.OFFICIAL[name]; theirs: mo
 DREAMER_SIZES = ("size1m", "size12m")
 OBS_SIZE, ACTION_SIZE, EPISODE_LENGTH = 11, 3, 1000  # Brax hopper; DMControl's episode length
 STARTS, HORIZON, BATCH = 1024, 15, (16, 64)
+
+
+def wants_tuned_allocator(agent: str) -> bool:
+    """Whether `wm` tunes the host allocator for this agent (its config's class attribute)."""
+    if agent == "tdmpc2":
+        from agents.tdmpc2 import TDMPC2Config as config
+    else:
+        from agents.dreamer import DreamerConfig as config
+    return bool(config.tune_host_allocator)
 
 
 def workloads(quick: bool) -> list[dict]:
@@ -200,6 +211,11 @@ def _fmt_time(row: dict) -> tuple[str, str]:
     return one("ours"), theirs
 
 
+def _allocator(a) -> str:
+    """`"tuned"`, or per implementation (`merge_results`): `"tdmpc2 default, dreamerv3 tuned"`."""
+    return a if isinstance(a, str) else ", ".join(f"{k} {v}" for k, v in a.items())
+
+
 def _pct(x) -> str:
     return "-" if x is None else f"{x:.0%}"
 
@@ -218,7 +234,8 @@ def markdown(r: dict) -> str:
         f"{r['official']['dreamerv3'].get('framework', '-')}. "
         f"f32 matmul peak (XLA, 4096^2, this run) **{r['peak_gflops']} GFLOP/s** "
         f"(start {r['peak_start_gflops']}, end {r['peak_end_gflops']}). Both sides float32, "
-        f"host allocator {r['ours']['allocator']}, 2 threads (XLA's default on 2 cores; "
+        f"host allocator {_allocator(r['ours']['allocator'])} (both sides; `agents/hostmem.py`), "
+        "2 threads (XLA's default on 2 cores; "
         f"torch.set_num_threads(2), and 1 where noted). Turns: {r['rounds']} rounds of "
         f"ours-then-official per workload, medians of every call; load average before "
         f"{r['load_before']}, after {r['load_after']}.",
@@ -269,10 +286,10 @@ def markdown(r: dict) -> str:
 class Official:
     """A long-lived harness process in the official code's venv, answering JSON lines."""
 
-    def __init__(self, name: str, python: str, src: Path, log):
+    def __init__(self, name: str, python: str, src: Path, log, allocator: str = "tuned"):
         self.logfile = Path(python).parent.parent / "harness.log"  # in its venv, outside the repo
         script = HARNESS / f"{name}_harness.py"
-        env = dict(os.environ)
+        env = dict(os.environ, WM_HOST_ALLOCATOR=allocator)  # protocol.setup_malloc reads it
         env.pop("JAX_COMPILATION_CACHE_DIR", None)
         env.pop("PYTHONPATH", None)
         env.setdefault("OMP_NUM_THREADS", "2")
@@ -393,7 +410,8 @@ def probe_compile(size: str) -> None:
     fresh process by `compile_turns`)."""
     from agents.hostmem import tune_host_allocator
 
-    tune_host_allocator()
+    if wants_tuned_allocator("dreamerv3"):
+        tune_host_allocator()
     import dataclasses
 
     import jax
@@ -501,6 +519,7 @@ def compile_turns(w, official_python: str, src: Path, rounds: int, log) -> dict:
     """Fresh processes, taking turns: ours (`--probe-compile`), then the official harness."""
     env = dict(os.environ)
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    allocator = "tuned" if wants_tuned_allocator("dreamerv3") else "default"
     ours, theirs = [], []
     for i in range(rounds):
         out = subprocess.run(
@@ -513,7 +532,7 @@ def compile_turns(w, official_python: str, src: Path, rounds: int, log) -> dict:
         if out.returncode != 0:
             raise RuntimeError(f"our compile probe failed: {out.stderr[-2000:]}")
         ours.append(json.loads(out.stdout.strip().splitlines()[-1])["compile_s"])
-        h = Official("dreamerv3", official_python, src, log)
+        h = Official("dreamerv3", official_python, src, log, allocator)
         try:
             theirs.append(h.ask(cmd="build", **official_request(w), flops=False)["compile_s"])
         finally:
@@ -522,10 +541,60 @@ def compile_turns(w, official_python: str, src: Path, rounds: int, log) -> dict:
     return {"ours": ours, "official": theirs}
 
 
+def select(args) -> list[dict]:
+    """The workloads `--quick`, `--only` and `--workloads` leave, in the order run."""
+    selected = [w for w in workloads(args.quick) if args.only in (None, w["agent"])]
+    if args.workloads:
+        keep = set(args.workloads.split(","))
+        selected = [w for w in selected if w["name"] in keep]
+    return selected
+
+
+def run_per_agent(argv: list[str], agents: list[str], log) -> dict:
+    """Each implementation's rows in a child process of its own (the host allocator is set once
+    per process, and `wm` sets it per agent), merged into one results dict."""
+    import tempfile
+
+    parts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for agent in agents:
+            stem = Path(tmp) / agent
+            log(f"--- {agent}: its own process")
+            cmd = [sys.executable, __file__, *argv, "--only", agent, "--out", str(stem)]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            parts.append(json.loads(stem.with_suffix(".json").read_text()))
+    return merge_results(parts)
+
+
+def merge_results(parts: list[dict]) -> dict:
+    """One results dict from per-implementation runs (`run_per_agent`): rows in run order, each
+    official block from the run that measured it, the higher matmul peak, each run's allocator."""
+    first, last = parts[0], parts[-1]
+    out = dict(first)
+    out["rows"] = [row for p in parts for row in p["rows"]]
+    out["official"] = dict(first["official"])
+    for p in parts[1:]:
+        for name, info in p["official"].items():
+            if len(info) > len(out["official"].get(name, {})):  # the measured one says more
+                out["official"][name] = info
+    out["notes"] = list(dict.fromkeys(n for p in parts for n in p.get("notes", [])))
+    out["peak_gflops"] = max(p["peak_gflops"] for p in parts)
+    out["peak_end_gflops"] = last["peak_end_gflops"]
+    out["load_after"] = last["load_after"]
+    out["ours"] = dict(first["ours"])
+    out["ours"]["allocator"] = {
+        row["agent"]: p["ours"]["allocator"] for p in parts for row in p["rows"]
+    }
+    out["peaks_per_process"] = {p["rows"][0]["agent"]: p["peak_gflops"] for p in parts if p["rows"]}
+    return out
+
+
 def run(args, log) -> dict:
     from agents.hostmem import host_allocator, tune_host_allocator
 
-    tune_host_allocator()
+    selected = select(args)
+    if selected and all(wants_tuned_allocator(w["agent"]) for w in selected):
+        tune_host_allocator()  # before JAX's first computation
     import jax
 
     from agents.bench import matmul_peak
@@ -533,10 +602,6 @@ def run(args, log) -> dict:
     machine = cpu_info()
     cache = Path(args.cache_dir).expanduser()
     srcs = {"tdmpc2": args.tdmpc2_src, "dreamerv3": args.dreamerv3_src}
-    selected = [w for w in workloads(args.quick) if args.only in (None, w["agent"])]
-    if args.workloads:
-        keep = set(args.workloads.split(","))
-        selected = [w for w in selected if w["name"] in keep]
     notes = [
         "TD-MPC2 official on the CPU: built under a mode that sends its hard-coded `cuda:0` to "
         "the CPU, Adam `capturable=False` (CUDA-graph option, fails on the CPU), `compile: false` "
@@ -569,7 +634,9 @@ def run(args, log) -> dict:
                     "notes": env.get("notes", []),
                 }
                 notes += [f"{name} env: {n}" for n in env.get("notes", [])]
-                harnesses[name] = Official(name, env["python"], Path(srcs[name]).resolve(), log)
+                harnesses[name] = Official(
+                    name, env["python"], Path(srcs[name]).resolve(), log, host_allocator()
+                )
                 official_info[name].update(harnesses[name].ask(cmd="info"))
             except Exception as e:  # noqa: BLE001 - recorded as not measured
                 why = f"{type(e).__name__}: {e}"
@@ -754,7 +821,11 @@ def main() -> None:
         args.rounds = min(args.rounds, 5)
         args.compile_rounds = min(args.compile_rounds, 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    result = run(args, log)
+    agents = list(dict.fromkeys(w["agent"] for w in select(args)))
+    if args.only is None and len(agents) > 1:
+        result = run_per_agent(sys.argv[1:], agents, log)
+    else:
+        result = run(args, log)
     stem = args.out or RESULTS / machine_stem(result["machine"])
     if args.quick and not args.out:
         stem = stem.with_name(stem.name + "_quick")

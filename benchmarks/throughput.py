@@ -9,6 +9,7 @@ the same run on the same CPU, so the `vs official` column quotes the newest
 (vendor, family, model number), or says "not measured here".
 
   python benchmarks/throughput.py                 # everything (about 8 minutes on 2 cores, a path)
+                                                  # one process per agent, tuned as `wm` tunes it
   python benchmarks/throughput.py --quick         # 1M / size1m configs and fewer repeats
   python benchmarks/throughput.py --only dreamer  # Dreamer rows alone, merged into the results
   python benchmarks/throughput.py --paths plain   # one code path (default on CPU: rewrites,plain)
@@ -21,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -345,7 +347,17 @@ def main() -> None:
         "(worldmodels.backend.use_cpu_rewrites; default on CPU: both)",
     )
     args = parser.parse_args()
-    tune_host_allocator()  # as `wm` does, before JAX starts (see agents/hostmem.py)
+    if args.only is None:  # one process per agent: the allocator setting is per process
+        for only in ("tdmpc2", "dreamer"):
+            cmd = [sys.executable, __file__, "--only", only]
+            cmd += ["--quick"] * args.quick + (["--paths", args.paths] if args.paths else [])
+            subprocess.run(cmd, check=True)
+        return
+    # As `wm` does: the allocator tuning only where the agent's config asks for it, before JAX
+    # starts (agents/hostmem.py: it halves a TD-MPC2 train chunk and speeds up a Dreamer update).
+    config = DreamerConfig if args.only == "dreamer" else TDMPC2Config
+    if config.tune_host_allocator:
+        tune_host_allocator()
     result = run(args.quick, args.only, args.paths)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"throughput_{'cpu_' + result['machine']['kind'].lower().replace('-', '')}"

@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import serve, setup_malloc  # noqa: E402
+from protocol import Harness as Base
+from protocol import matmul_gflops, setup_malloc  # noqa: E402
 
 ALLOCATOR = setup_malloc()
 os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
@@ -77,10 +78,11 @@ def xla_flops(compiled) -> float:
     return float(cost.get("flops", float("nan")))
 
 
-class Harness:
+class Harness(Base):
     def __init__(self, src: Path):
+        super().__init__()
         sys.path.insert(0, str(src))
-        self.src, self.work = src, {}
+        self.src = src
 
     def _agent(self, req: dict):
         import elements
@@ -216,38 +218,17 @@ class Harness:
             raise ValueError(f"unknown workload kind {kind!r}")
         return out
 
-    def run(self, req: dict) -> dict:
-        call, times = self.work[req["workload"]], []
-        for _ in range(req["n"]):
-            t = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t)
-        return {"times": times}
-
-    def release(self, req: dict) -> dict:
-        self.work.pop(req["workload"], None)
-        import gc
-
-        gc.collect()
-        return {}
-
     def info(self, req: dict) -> dict:
         import jax.numpy as jnp
 
         n = req.get("n", 4096)
         a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
         mm = jax.jit(jnp.matmul)
-        jax.block_until_ready(mm(a, a))
-        times = []
-        for _ in range(req.get("repeats", 5)):
-            t = time.perf_counter()
-            jax.block_until_ready(mm(a, a))
-            times.append(time.perf_counter() - t)
-        times.sort()
+        gflops = matmul_gflops(lambda: jax.block_until_ready(mm(a, a)), n, req.get("repeats", 5))
         return {
             "framework": f"jax {jax.__version__}",
             "allocator": ALLOCATOR,
-            "matmul_gflops": 2 * n**3 / times[len(times) // 2] / 1e9,
+            "matmul_gflops": gflops,
         }
 
 
@@ -256,7 +237,7 @@ def main() -> None:
     p.add_argument("--src", type=Path, required=True, help="checkout of danijar/dreamerv3")
     args = p.parse_args()
     h = Harness(args.src.resolve())
-    serve({"build": h.build, "run": h.run, "release": h.release, "info": h.info})
+    h.serve()
 
 
 if __name__ == "__main__":

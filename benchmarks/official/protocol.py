@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 
 
@@ -51,3 +52,48 @@ def serve(handlers: dict) -> None:
             answer = {"ok": False, "error": f"{type(e).__name__}: {e}"}
         out.write(json.dumps(answer) + "\n")
     out.close()
+
+
+def time_calls(call, n: int) -> list[float]:
+    """Wall seconds of each of `n` calls of `call()`."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def matmul_gflops(matmul, n: int, repeats: int) -> float:
+    """Median GFLOP/s of `matmul()` (an n x n by n x n product that blocks until done), after one
+    warm-up call."""
+    matmul()
+    times = sorted(time_calls(matmul, repeats))
+    return 2 * n**3 / times[len(times) // 2] / 1e9
+
+
+class Harness:
+    """What both harnesses share: the built workloads by name (`self.work`, each a call that
+    blocks until its result is ready), `run` (time `n` calls of one), `release` (drop one), and
+    `serve`. A harness adds `build` and `info`, and may override `prepare` (called before a
+    `run` times anything)."""
+
+    def __init__(self):
+        self.work = {}
+
+    def prepare(self, req: dict) -> None:
+        pass
+
+    def run(self, req: dict) -> dict:
+        self.prepare(req)
+        return {"times": time_calls(self.work[req["workload"]], req["n"])}
+
+    def release(self, req: dict) -> dict:
+        import gc
+
+        self.work.pop(req["workload"], None)
+        gc.collect()
+        return {}
+
+    def serve(self) -> None:
+        serve({"build": self.build, "run": self.run, "release": self.release, "info": self.info})

@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import serve, setup_malloc  # noqa: E402
+from protocol import Harness as Base
+from protocol import matmul_gflops, setup_malloc  # noqa: E402
 
 ALLOCATOR = setup_malloc()
 
@@ -89,12 +90,13 @@ class FixedBuffer:
         return self.batch
 
 
-class Harness:
+class Harness(Base):
     def __init__(self, src: Path, threads: int):
+        super().__init__()
         sys.path.insert(0, str(src / "tdmpc2"))
         os.chdir(src / "tdmpc2")  # the code's `from common import ...` and config.yaml
         torch.set_num_threads(threads)
-        self.src, self.agents, self.threads = src, {}, threads
+        self.src, self.threads = src, threads
 
     def _cfg(self, model_size: int, obs_size: int, action_size: int, episode_length: int):
         from common.parser import parse_cfg
@@ -146,7 +148,7 @@ class Harness:
         call()  # warm-up (first-call allocations)
         with MatmulFlops() as counter:
             call()
-        self.agents[w] = call
+        self.work[w] = call
         params = sum(p.numel() for p in agent.model.parameters() if p.requires_grad)
         return {
             "flops": float(counter.flops),
@@ -173,37 +175,18 @@ class Harness:
             },
         }
 
-    def run(self, req: dict) -> dict:
-        call, times = self.agents[req["workload"]], []
+    def prepare(self, req: dict) -> None:
         torch.set_num_threads(req.get("threads", self.threads))
-        for _ in range(req["n"]):
-            t = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t)
-        return {"times": times}
-
-    def release(self, req: dict) -> dict:
-        self.agents.pop(req["workload"], None)
-        import gc
-
-        gc.collect()
-        return {}
 
     def info(self, req: dict) -> dict:
         n = req.get("n", 4096)
         a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        times = []
-        for _ in range(req.get("repeats", 5)):
-            t = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t)
-        times.sort()
+        gflops = matmul_gflops(lambda: a @ b, n, req.get("repeats", 5))
         return {
             "framework": f"torch {torch.__version__}",
             "threads": torch.get_num_threads(),
             "allocator": ALLOCATOR,
-            "matmul_gflops": 2 * n**3 / times[len(times) // 2] / 1e9,
+            "matmul_gflops": gflops,
             "blas": torch.__config__.show().splitlines()[:12],
         }
 
@@ -214,7 +197,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     h = Harness(args.src.resolve(), args.threads)
-    serve({"build": h.build, "run": h.run, "release": h.release, "info": h.info})
+    h.serve()
 
 
 if __name__ == "__main__":

@@ -157,9 +157,7 @@ def test_a_run_of_the_earlier_release_is_refused_with_the_reason(tmp_path, capsy
 
 
 @pytest.mark.parametrize("agent, tuned", [("tdmpc2", False), ("dreamer", True)])
-def test_host_allocator_is_tuned_only_for_agents_that_want_it(
-    monkeypatch, tmp_path, agent, tuned
-):
+def test_host_allocator_is_tuned_only_for_agents_that_want_it(monkeypatch, tmp_path, agent, tuned):
     # One malloc arena halved TD-MPC2's train chunk (agents.hostmem); Dreamer's updates gain.
     import agents.bench
     import agents.cli
