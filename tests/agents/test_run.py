@@ -12,6 +12,7 @@ import struct
 import jax
 import numpy as np
 import pytest
+from _tiny_run import TINY_RUN
 
 import agents.run
 from agents.cli import main
@@ -19,24 +20,8 @@ from agents.compile_cache import enable_compile_cache
 from agents.config import TrainConfig
 from agents.metrics import MetricsLog, drop_absent, plotted_rows, reduce_seeds, summarize
 from agents.progress import Progress
-from agents.tdmpc2 import TDMPC2Config
 
-# tests/agents/test_train.py's config (the session's compile cache serves its programs): prefill
-# to env step 80, chunks of 80 env steps, evaluations at 160, 320 and 480.
-CFG = TrainConfig(
-    env="inverted_pendulum",
-    steps=480,
-    num_envs=2,
-    action_repeat=2,
-    episode_length=60,
-    seed_steps=80,
-    chunk_steps=20,
-    replay_capacity=400,
-    eval_every=160,
-    eval_episodes=2,
-    checkpoint_every=160,
-    agent=TDMPC2Config.tiny(),
-)
+CFG = TINY_RUN  # evaluations at 160, 320 and 480 (see _tiny_run.py)
 
 
 def _table(path):

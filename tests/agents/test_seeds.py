@@ -6,28 +6,14 @@ import json
 import jax
 import numpy as np
 import pytest
+from _tiny_run import TINY_RUN
 
-from agents.config import TrainConfig
 from agents.run import build, run_training
-from agents.tdmpc2 import TDMPC2Config
 from agents.train import seed_keys
 
-# tests/agents/test_train.py's run, shorter: the one-seed programs are the same (the seed is an
-# input, not part of the program), so the persistent compilation cache serves them.
-CFG = TrainConfig(
-    env="inverted_pendulum",
-    steps=240,
-    num_envs=2,
-    action_repeat=2,
-    episode_length=60,
-    seed_steps=80,
-    chunk_steps=20,
-    replay_capacity=400,
-    eval_every=80,
-    eval_episodes=2,
-    checkpoint_every=160,
-    agent=TDMPC2Config.tiny(),
-)
+# The shared tiny run, shorter: the one-seed programs are the same (the seed is an input, not part
+# of the program), so the persistent compilation cache serves them.
+CFG = dataclasses.replace(TINY_RUN, steps=240, eval_every=80)
 _quiet = lambda *_: None  # noqa: E731
 
 

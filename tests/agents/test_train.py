@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _tiny_run import TINY_RUN
 
 import agents.run
 from agents import replay
@@ -32,22 +33,8 @@ from agents.run import (
     run_training,
 )
 from agents.rundir import save_config
-from agents.tdmpc2 import TDMPC2Config
 
-CFG = TrainConfig(
-    env="inverted_pendulum",
-    steps=480,
-    num_envs=2,
-    action_repeat=2,
-    episode_length=60,
-    seed_steps=80,
-    chunk_steps=20,
-    replay_capacity=400,
-    eval_every=160,
-    eval_episodes=2,
-    checkpoint_every=160,
-    agent=TDMPC2Config.tiny(),
-)
+CFG = TINY_RUN
 
 
 _BUILT = {}
