@@ -14,6 +14,9 @@ from agents.train import seed_keys
 # The shared tiny run, shorter: the one-seed programs are the same (the seed is an input, not part
 # of the program), so the persistent compilation cache serves them.
 CFG = dataclasses.replace(TINY_RUN, steps=240, eval_every=80)
+# Chunks of 5 agent steps (20 updates per seed): the chunk length is part of the program, so the
+# four-seed run, the seed-k check and the benchmark share one four-seed and one one-seed program.
+SHORT = dataclasses.replace(CFG, chunk_steps=5)
 _quiet = lambda *_: None  # noqa: E731
 
 
@@ -25,7 +28,7 @@ def _evals(out):
 @pytest.fixture(scope="module")
 def four_seeds(tmp_path_factory):
     out = tmp_path_factory.mktemp("seeds") / "run"
-    run_training(dataclasses.replace(CFG, num_seeds=4), out, progress=False, log=_quiet)
+    run_training(dataclasses.replace(SHORT, num_seeds=4), out, progress=False, log=_quiet)
     return out
 
 
@@ -79,7 +82,7 @@ def test_seed_k_of_the_batch_is_the_one_seed_run_with_seed_k():
     from agents.run import build
     from agents.train import seed_keys
 
-    short = dataclasses.replace(CFG, chunk_steps=5)  # 5 agent steps, 20 updates per seed
+    short = SHORT  # 5 agent steps, 20 updates per seed
     batched = dataclasses.replace(short, num_seeds=4)
     _, _, many = build(batched)
     state, _ = many.seed_chunk(many.init(seed_keys(batched)))
@@ -101,7 +104,7 @@ def test_the_seeds_benchmark_pairs_both_programs_and_reports_per_seed_rates():
     from _bench import load_benchmark
 
     seeds = load_benchmark("seeds")
-    base = dataclasses.replace(CFG, chunk_steps=5)
+    base = SHORT
     r = seeds.measure(4, rounds=2, agent="tdmpc2", base=base)
     one, four = r["rows"]["1"], r["rows"]["4"]
     chunk = base.env_steps_per_chunk
