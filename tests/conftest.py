@@ -21,9 +21,15 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Tests rebuild the same jitted programs (train, resume, eval of one config): a persistent
-# compilation cache, fresh for each session, compiles each of them once.
-_CACHE_DIR = tempfile.mkdtemp(prefix="wm-test-jax-cache-")
-atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)  # tens of MB per session
+# compilation cache, fresh for each session, compiles each of them once. One directory for the
+# whole session: the process that imports this first (pytest's, or xdist's controller) makes it
+# and exports it as JAX_COMPILATION_CACHE_DIR, which xdist's workers and the tests' child
+# processes (README blocks, notebook, benchmarks) inherit, so a program compiled by one worker
+# serves the other. Only its maker removes it.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="wm-test-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+_CACHE_DIR = os.environ["JAX_COMPILATION_CACHE_DIR"]
 jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
