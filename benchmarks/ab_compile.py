@@ -180,7 +180,12 @@ def main() -> None:
         trees = {args.ref: base, second: other[0] if other else ROOT}
         extra = dict(item.split("=", 1) for item in args.env)
         out = compare(trees, args.what, args.size, args.rounds, args.calls, {second: extra})
+    from official import cpu_info  # vendor, family and model number: Zen 4 and Zen 5 differ
+
+    from agents.bench import machine_info
+
     summary = {"ref": args.ref, "what": args.what, "load_after": list(os.getloadavg())}
+    summary["machine"] = {**machine_info(), **cpu_info()}
     for name, samples in out.items():
         line = f"{name}: compile median {statistics.median(samples['compile_s']):.2f} s"
         line += f" (min {min(samples['compile_s']):.2f})"
