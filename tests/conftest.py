@@ -50,6 +50,14 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture
+def default_codegen_env():
+    """Environment for a child process that runs long (a training run, the README's blocks): the
+    suite's, less its LLVM level-0 flag, which compiles faster but runs several times slower."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "optimization_level" not in f]
+    return {**os.environ, "XLA_FLAGS": " ".join(flags)}
+
+
+@pytest.fixture
 def key(request):
     """A fresh typed key per test, derived from the test's name so failures reproduce."""
     seed = zlib.crc32(request.node.nodeid.encode())

@@ -5,7 +5,6 @@ imports exists) and run cell by cell by a slow test (`-m slow`): it trains, resu
 records a video, about 13 minutes of a 2-core CI run, more than half the suite's budget."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,15 +14,6 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NOTEBOOK = README.parent / "examples" / "train_from_python.ipynb"
-
-
-def _child_env(**extra) -> dict:
-    """The child's environment: the suite's, less its LLVM level-0 flag (tests/conftest.py). The
-    README's training run is long enough that level 0 costs more than it saves: measured on
-    2 cores, its one train chunk ran 130 s and its evaluation 73 s at level 0, against the
-    train chunk's 12 s at `wm train`'s speed with XLA's default level."""
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "optimization_level" not in f]
-    return {**os.environ, "XLA_FLAGS": " ".join(flags), **extra}
 
 
 def _blocks() -> list[str]:
@@ -36,7 +26,9 @@ def test_the_readme_has_python_blocks_for_each_part_of_the_manual():
         assert used in text, used
 
 
-def test_every_python_block_of_the_readme_runs(tmp_path):
+def test_every_python_block_of_the_readme_runs(tmp_path, default_codegen_env):
+    # XLA's default LLVM level: at the suite's level 0 the training block's one train chunk ran
+    # 130 s and its evaluation 73 s (2 cores), against 12 s for the chunk at `wm train`'s speed.
     blocks = _blocks()
     script = "\n".join(
         f"print('--- README block {i + 1} of {len(blocks)}', flush=True)\n{b}"
@@ -48,7 +40,7 @@ def test_every_python_block_of_the_readme_runs(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        env=_child_env(),
+        env=default_codegen_env,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     assert f"--- README block {len(blocks)} of {len(blocks)}" in result.stdout
@@ -79,7 +71,7 @@ def test_the_notebook_is_stored_without_outputs_and_every_name_it_imports_exists
 
 
 @pytest.mark.slow
-def test_the_notebooks_cells_run_in_order(tmp_path):
+def test_the_notebooks_cells_run_in_order(tmp_path, default_codegen_env):
     """Trains, plots, resumes, loads, evaluates and records (about 5-13 minutes on 2 cores)."""
     from PIL import Image
 
@@ -89,7 +81,7 @@ def test_the_notebooks_cells_run_in_order(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        env=_child_env(MPLBACKEND="Agg"),
+        env={**default_codegen_env, "MPLBACKEND": "Agg"},
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     run = tmp_path / "runs" / "notebook-pendulum"

@@ -7,7 +7,6 @@ reached 433-1000 by 16k-20k env steps.
 """
 
 import json
-import os
 import subprocess
 import sys
 
@@ -32,12 +31,10 @@ print(json.dumps({"before": before, "after": after}))
 """
 
 
-def test_tdmpc2_learns_inverted_pendulum():
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    env = {**os.environ, "XLA_FLAGS": " ".join(f for f in flags if "optimization_level" not in f)}
+def test_tdmpc2_learns_inverted_pendulum(default_codegen_env):
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(STEPS)],
-        env=env,
+        env=default_codegen_env,
         capture_output=True,
         text=True,
         timeout=1500,
