@@ -364,6 +364,25 @@ def test_nonfinite_updates_are_skipped_and_counted(trainer):
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_finite_check_sees_one_bad_element_in_any_float_leaf():
+    """`_finite` (the guard of every update): any NaN or infinity in any float leaf, of any float
+    dtype, is seen; integer and boolean leaves and an empty tree are finite."""
+    from agents.train import _finite
+
+    tree = {
+        "w": jnp.ones((3, 4)),
+        "b": jnp.zeros(5, jnp.bfloat16),
+        "s": jnp.float32(2.0),
+        "n": jnp.arange(3),
+        "m": jnp.ones(2, bool),
+    }
+    check = jax.jit(_finite)
+    assert bool(check(tree)) and bool(_finite({})) and bool(_finite({"n": jnp.arange(2)}))
+    for name, index, bad in [("w", (2, 3), jnp.inf), ("b", 0, jnp.nan), ("s", (), -jnp.inf)]:
+        broken = dict(tree, **{name: tree[name].at[index].set(bad)})
+        assert not bool(check(broken)), name
+
+
 def test_a_chunk_of_only_nonfinite_updates_stops_the_run(tmp_path, monkeypatch):
     """Issue 13.7: the run stops with a clear message and keeps its last good checkpoint."""
 
