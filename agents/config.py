@@ -180,7 +180,16 @@ class TrainConfig:
         return self.chunk_steps * self.env_steps_per_agent_step
 
     @property
+    def seed_env_steps(self) -> int:
+        """Env steps of the seed phase (`seed_steps` rounded up to whole agent steps)."""
+        return self.seed_agent_steps * self.env_steps_per_agent_step
+
+    @property
     def num_chunks(self) -> int:
         """Train chunks of a whole run: after the seed phase, until `steps` env steps are done."""
-        seeded = self.seed_agent_steps * self.env_steps_per_agent_step if self.seed_steps else 0
-        return max(0, math.ceil((self.steps - seeded) / self.env_steps_per_chunk))
+        return max(0, math.ceil((self.steps - self.seed_env_steps) / self.env_steps_per_chunk))
+
+    @property
+    def final_env_steps(self) -> int:
+        """The env steps a whole run ends at: `steps`, rounded up to the end of a chunk."""
+        return self.seed_env_steps + self.num_chunks * self.env_steps_per_chunk

@@ -149,6 +149,8 @@ def run_training(
     cfg = resume_config(out, cfg) if resume else cfg
     check_out(out, resume=resume, overwrite=overwrite)
     _, _, trainer = build(cfg)  # may fail: nothing has been written yet
+    if cfg.final_env_steps != cfg.steps:
+        log(_overshoot_note(cfg))
     replaced = None if resume else create_run(out, cfg, log=log)
     try:
         on_saved = replaced.discard if replaced else lambda: None
@@ -159,6 +161,19 @@ def run_training(
             replaced.restore()
             log(f"the new run saved nothing; the old run is back in {out}")
         raise
+
+
+def _overshoot_note(cfg: TrainConfig) -> str:
+    """Says where a run whose `steps` falls inside a chunk really ends (chunks are compiled whole,
+    so the last one runs to its end)."""
+    seed = f"a seed phase of {cfg.seed_env_steps} and " if cfg.seed_env_steps else ""
+    return (
+        f"note: steps={cfg.steps} falls inside a train chunk, so the run ends at "
+        f"{cfg.final_env_steps} env steps ({seed}{cfg.num_chunks} chunk"
+        f"{'s' * (cfg.num_chunks != 1)} of "
+        f"{cfg.env_steps_per_chunk} = chunk_steps {cfg.chunk_steps} x num_envs {cfg.num_envs} x "
+        f"action_repeat {cfg.action_repeat})"
+    )
 
 
 class _Loop:
@@ -209,7 +224,9 @@ class _Loop:
         self.last_eval = next((r["eval/return"] for r in rows[::-1] if "eval/return" in r), None)
         self.t0, self.saved_at = time.time() - wall0, self.env_steps
         self.has_checkpoint = self.ckpt.latest_step() is not None
-        self.bar = Progress(cfg.steps, self.env_steps, enabled=self.progress, file=sys.stderr)
+        self.bar = Progress(
+            cfg.final_env_steps, self.env_steps, enabled=self.progress, file=sys.stderr
+        )
         self.bar.eval = self.last_eval  # a resumed run's, until its next evaluation
 
     def _call(self, what: str, fn, *args):

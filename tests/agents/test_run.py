@@ -81,6 +81,28 @@ def test_run_training_uses_the_clis_compile_cache(monkeypatch, tmp_path):
     assert calls == [1]
 
 
+def test_a_run_whose_steps_fall_inside_a_chunk_says_where_it_ends(monkeypatch, tmp_path):
+    """A run trains whole chunks: steps=2000 after a 1000-step seed phase, in chunks of 2000 env
+    steps, ended at 3000 while the progress bar said 2000/2000, with nothing logged."""
+    cfg = TrainConfig(steps=2_000, seed_steps=1_000, chunk_steps=250)  # 250 x 4 envs x 2
+    assert (cfg.seed_env_steps, cfg.num_chunks, cfg.final_env_steps) == (1_000, 1, 3_000)
+    aligned = TrainConfig(steps=3_000, seed_steps=1_000, chunk_steps=250)
+    assert aligned.final_env_steps == 3_000 and TrainConfig(seed_steps=0).final_env_steps == 30_000
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt  # after the checks and the note, before anything is written
+
+    monkeypatch.setattr(agents.run, "create_run", stop)
+    logs = []
+    for config in (cfg, aligned):
+        logs.append([])
+        with pytest.raises(KeyboardInterrupt):
+            agents.run.run_training(config, tmp_path / "run", progress=False, log=logs[-1].append)
+    assert len(logs[0]) == 1 and logs[1] == []
+    assert "steps=2000" in logs[0][0] and "ends at 3000 env steps" in logs[0][0]
+    assert "a seed phase of 1000 and 1 chunk of 2000 =" in logs[0][0]
+
+
 NAN = float("nan")
 
 
