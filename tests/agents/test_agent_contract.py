@@ -10,9 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _tiny_run import TINY_RUN
 
 from agents.checkpoint import Checkpointer
-from agents.config import AGENT_CONFIGS, TrainConfig, make_agent
+from agents.config import AGENT_CONFIGS, make_agent
 from agents.run import build
 from agents.rundir import config_to_dict
 from agents.types import Agent, DataSpec, EnvSpec, UpdateOutput
@@ -91,20 +92,13 @@ def test_update_returns_one_type_and_does_not_recompile(built, count_compiles):
     assert events == []
 
 
-TINY = TrainConfig(
-    num_envs=2,
-    action_repeat=2,
-    episode_length=20,
-    seed_steps=40,
-    chunk_steps=5,
-    replay_capacity=200,
-    eval_episodes=1,
-)
+# The run-level tests' shared config: with TD-MPC2's tiny agent it is TINY_RUN itself, whose
+# programs the session's compile cache already holds (or keeps for test_train and test_run).
 
 
 @pytest.mark.parametrize("cls", AGENT_CONFIGS, ids=IDS)
 def test_one_training_chunk_and_a_checkpoint_round_trip(cls, tmp_path):
-    cfg = dataclasses.replace(TINY, agent=cls.tiny())
+    cfg = dataclasses.replace(TINY_RUN, agent=cls.tiny())
     _, agent, trainer = build(cfg)
     state = trainer.init(jax.random.key(0))
     state, _ = trainer.seed_chunk(state)

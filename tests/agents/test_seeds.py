@@ -117,8 +117,13 @@ def test_the_seeds_benchmark_pairs_both_programs_and_reports_per_seed_rates():
     assert "| 4 |" in text and f"{r['cost_ratio']}x" in text
 
 
+@pytest.mark.slow
 def test_two_seeds_train_with_the_episodic_schedule():
-    """The fit's epoch and batch loops end per seed: each seed as its one-seed run fits."""
+    """The fit's epoch and batch loops end per seed: each seed as its one-seed run fits.
+
+    With TD-MPC2's tiny agent; slow (about 200 s of a 2-core CI run, the two-seed episodic
+    program's compile). The default suite checks the same loops exactly, on a toy agent:
+    `test_schedules.py::test_two_seeds_with_the_episodic_schedule_are_the_one_seed_runs`."""
     episodic = dataclasses.replace(CFG, schedule="episodic", fit_epochs=2, fit_holdout=0.2)
     two = dataclasses.replace(episodic, num_seeds=2)
     _, _, trainer = build(two)
