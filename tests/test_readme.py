@@ -29,8 +29,6 @@ def test_the_readme_has_python_blocks_for_each_part_of_the_manual():
 def test_every_python_block_of_the_readme_runs(tmp_path, default_codegen_env):
     # XLA's default LLVM level: at the suite's level 0 the training block's one train chunk ran
     # 130 s and its evaluation 73 s (2 cores), against 12 s for the chunk at `wm train`'s speed.
-    # The training block is `wm train`'s defaults shortened, as the learning test runs them: its
-    # programs are the same, so the session's compile cache serves whichever test comes second.
     blocks = _blocks()
     script = "\n".join(
         f"print('--- README block {i + 1} of {len(blocks)}', flush=True)\n{b}"
