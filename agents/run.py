@@ -168,7 +168,7 @@ def _overshoot_note(cfg: TrainConfig) -> str:
     so the last one runs to its end)."""
     seed = f"a seed phase of {cfg.seed_env_steps} and " if cfg.seed_env_steps else ""
     return (
-        f"note: steps={cfg.steps} falls inside a train chunk, so the run ends at "
+        f"note: steps={cfg.steps} falls inside a chunk, so the run ends at "
         f"{cfg.final_env_steps} env steps ({seed}{cfg.num_chunks} chunk"
         f"{'s' * (cfg.num_chunks != 1)} of "
         f"{cfg.env_steps_per_chunk} = chunk_steps {cfg.chunk_steps} x num_envs {cfg.num_envs} x "
