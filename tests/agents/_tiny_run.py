@@ -1,4 +1,5 @@
-"""The tiny TD-MPC2 run that the run-level tests share (`test_train`, `test_run`, `test_seeds`).
+"""The tiny TD-MPC2 run that the run-level tests share (`test_train`, `test_run`, `test_seeds`,
+and `test_agent_contract`'s training chunk).
 
 One config, so the session's persistent compilation cache compiles its programs once for all of
 them: the schedule fields (`steps`, `eval_every`, `checkpoint_every`) and the seed are inputs or

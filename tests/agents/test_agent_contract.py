@@ -92,12 +92,10 @@ def test_update_returns_one_type_and_does_not_recompile(built, count_compiles):
     assert events == []
 
 
-# The run-level tests' shared config: with TD-MPC2's tiny agent it is TINY_RUN itself, whose
-# programs the session's compile cache already holds (or keeps for test_train and test_run).
-
-
 @pytest.mark.parametrize("cls", AGENT_CONFIGS, ids=IDS)
 def test_one_training_chunk_and_a_checkpoint_round_trip(cls, tmp_path):
+    # On the run-level tests' shared config: with TD-MPC2's tiny agent it is TINY_RUN itself,
+    # whose programs the session's compile cache compiles once for this test and test_train.
     cfg = dataclasses.replace(TINY_RUN, agent=cls.tiny())
     _, agent, trainer = build(cfg)
     state = trainer.init(jax.random.key(0))
