@@ -83,10 +83,6 @@ ENV_NAMES = (
     "walker2d",
 )
 _GENERALIZED_ONLY = frozenset({"swimmer"})
-# Brax tasks whose reward is a healthy bonus per step plus forward progress, ending when the body
-# falls (`EnvSpec.alive_bonus`). The pendulums also end on a fall, but their reward is the bonus
-# alone, so every discount prefers staying up.
-ALIVE_BONUS_ENVS = frozenset({"ant", "hopper", "humanoid", "walker2d"})
 
 
 def check_env_name(name: str) -> None:
@@ -176,7 +172,6 @@ def make_env(
         episode_length=-(-episode_length // action_repeat),
         action_repeat=action_repeat,
         image_shape=tuple(obs_shape) if render is not None else None,
-        alive_bonus=name in ALIVE_BONUS_ENVS,
     )
     return env, spec
 

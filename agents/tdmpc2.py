@@ -57,17 +57,22 @@ class TDMPC2Config:
         episodes of `T` agent steps, clipped to `[discount_min, discount_max]`.
       discount_min: the heuristic's lowest discount.
       discount_max: the heuristic's highest discount.
-      alive_discount_max: on alive-bonus tasks the discount is `1 - 1 / T` up to this (None: the
-        heuristic everywhere, as in the official code).
+      alive_discount_max: once the agent has seen an episode end by failure, the discount is
+        `1 - 1 / T` up to this (None: the heuristic on every task, as in the official code).
 
-    The discount is TD-MPC2's heuristic from the episode length (`discount_denom`,
-    `discount_min`, `discount_max`; 0.99 for 500 agent steps), except on tasks that pay an alive
-    bonus beside a progress reward (`EnvSpec.alive_bonus`: Brax's hopper, walker2d, ant, humanoid),
-    where it is `1 - 1 / episode_length` up to `alive_discount_max` (0.998 for 500 agent steps;
-    None: the heuristic everywhere, as in the official code). At 0.99 a gait worth 1.4 per physics
-    step that falls after 500 physics steps is worth more than standing to the time limit, so
-    the agent learns to fall; at 0.998 surviving is worth more. Measured on hopper (seed 0, 100k
-    env steps): see `benchmarks/results/HISTORY.md`, 2026-12-02 "the discount".
+    The discount follows one rule on every task, measured from the data, never from the env's
+    name. It starts as TD-MPC2's heuristic from the episode length (`discount_denom`,
+    `discount_min`, `discount_max`; 0.99 for 500 agent steps). Once a replay batch holds a
+    *failure*, a step with `terminated` (an episode that ended before its time limit: a fall,
+    or the NaN guard), the agent switches for good to discounting over the whole episode,
+    `1 - 1 / episode_length` up to `alive_discount_max` (0.998 for 500 agent steps). Where an
+    episode can end by failure, how long it lasts is part of the return: at 0.99 a gait worth 1.4
+    per physics step that falls after 500 physics steps is worth more than standing to the time
+    limit, so the agent learns to fall; at 0.998 surviving is worth more. Tasks that never end
+    early (halfcheetah, the DM Control suite) keep the heuristic; a random policy's falls in the
+    seed phase make the switch at the first update on hopper, walker2d and the pendulums. The
+    flag is `TDMPC2State.failures_seen`, the discount in use the `discount` metric. Measured before
+    and after in `benchmarks/results/discount_rule_*.md`.
 
     Every float must be finite (`worldmodels.checks`); `lr`, `enc_lr_scale` (the encoder's lr is
     `lr * enc_lr_scale`), `grad_clip_norm` and `discount_denom` must be > 0; `tau`, `discount_min`,
@@ -160,15 +165,20 @@ class TDMPC2State:
     pi_opt: Any
     scale: jax.Array  # running 5th-95th percentile range of Q (TD-MPC2's RunningScale)
     updates: jax.Array  # int32 count of updates done
+    failures_seen: jax.Array  # bool []: some batch held a failure (picks the discount)
 
 
-def episode_discount(cfg: TDMPC2Config, episode_length: int, alive_bonus: bool = False) -> float:
-    """`cfg.discount` if set, else TD-MPC2's heuristic: longer episodes get a larger discount,
-    clipped to a range; with an alive bonus (and `cfg.alive_discount_max` set),
-    `1 - 1 / episode_length` up to that max."""
+def episode_discount(cfg: TDMPC2Config, episode_length: int, failures: bool = False) -> float:
+    """The discount for episodes of `episode_length` agent steps (see `TDMPC2Config`).
+
+    `cfg.discount` if set; else, before any failure is seen (`failures=False`), TD-MPC2's
+    heuristic: longer episodes get a larger discount, clipped to
+    `[discount_min, discount_max]`; once failures are seen (and `cfg.alive_discount_max` is
+    set), `1 - 1 / episode_length` clipped to `[discount_min, alive_discount_max]`.
+    """
     if cfg.discount is not None:
         return float(cfg.discount)
-    if alive_bonus and cfg.alive_discount_max is not None:
+    if failures and cfg.alive_discount_max is not None:
         horizon, top = episode_length, cfg.alive_discount_max
     else:
         horizon, top = episode_length / cfg.discount_denom, cfg.discount_max
@@ -186,8 +196,13 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             f"TD-MPC2 takes state vectors, not images ({spec.name} with pixel observations): "
             "use obs='state', or an agent with an image encoder (Dreamer)"
         )
-    discount = episode_discount(cfg, spec.episode_length, spec.alive_bonus)
-    model_cfg = dataclasses.replace(cfg.model, discount=discount)
+    # The rule's two discounts, and the one in use once `failures_seen` (a traced select).
+    before, after = (episode_discount(cfg, spec.episode_length, f) for f in (False, True))
+
+    def discount_of(failures_seen):
+        return jnp.where(failures_seen, jnp.float32(after), jnp.float32(before))
+
+    model_cfg = dataclasses.replace(cfg.model, discount=episode_discount(cfg, spec.episode_length))
     model, p = make_tdmpc_model(model_cfg, spec.obs_size, spec.action_size), cfg.planner
     model_tx = optax.chain(
         optax.clip_by_global_norm(cfg.grad_clip_norm),
@@ -214,13 +229,14 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             pi_opt=pi_tx.init(pi),
             scale=jnp.ones((), jnp.float32),
             updates=jnp.zeros((), jnp.int32),
+            failures_seen=jnp.zeros((), bool),
         )
 
     def initial_carry(state, num_envs: int):
         plan = planning.initial_plan(p.horizon, spec.action_size, std=p.max_std)
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs, *x.shape)), plan)
 
-    def plan_one(params, z, prev, key):
+    def plan_one(params, discount, z, prev, key):
         # The root carries an "alive" weight beside the latent (`worldmodels.model_root`), so
         # predicted terminations (`StepOutput.cont`) zero later rewards and the value.
         step_fn = model_step_fn(model, params)
@@ -253,7 +269,10 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             return carry, mode if eval else action, {}
         prev = planning.reset_plan(carry, is_first)
         keys = jax.random.split(k_plan, obs.shape[0])
-        plan = jax.vmap(plan_one, in_axes=(None, 0, 0, 0))(state.params, z, prev, keys)
+        discount = discount_of(state.failures_seen)
+        plan = jax.vmap(plan_one, in_axes=(None, None, 0, 0, 0))(
+            state.params, discount, z, prev, keys
+        )
         action = plan.action
         if not eval:
             noise = jax.random.normal(k_noise, action.shape) * plan.std[:, 0]
@@ -263,8 +282,12 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
     def update(state: TDMPC2State, batch, key) -> UpdateOutput:
         """One TD-MPC2 update on a `[H, B]` batch of sequences (H = planner horizon)."""
         k_model, k_pi = jax.random.split(key)
+        failures_seen = state.failures_seen | jnp.any(batch.terminated)
+        discount = discount_of(failures_seen)
         grad_fn = jax.value_and_grad(model.model_loss, has_aux=True)
-        (_, (metrics, latents)), grads = grad_fn(state.params, batch, k_model, state.target_q)
+        (_, (metrics, latents)), grads = grad_fn(
+            state.params, batch, k_model, state.target_q, discount
+        )
         rest, pi = split(state.params)
         grads_rest, _ = split(grads)
         metrics["grad_norm/model"] = optax.tree.norm(grads_rest)
@@ -286,7 +309,7 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             state.updates == 0, new_scale, state.scale + cfg.tau * (new_scale - state.scale)
         )
         target_q = optax.incremental_update(params["q"], state.target_q, cfg.tau)
-        metrics.update(pi_metrics, **{"pi/scale": scale})
+        metrics.update(pi_metrics, **{"pi/scale": scale, "discount": discount})
         new_state = TDMPC2State(
             params=params,
             target_q=target_q,
@@ -294,6 +317,7 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             pi_opt=pi_opt,
             scale=scale,
             updates=state.updates + 1,
+            failures_seen=failures_seen,
         )
         return UpdateOutput(new_state, metrics)
 

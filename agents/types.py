@@ -33,10 +33,9 @@ class EnvSpec:
       action_repeat: physics steps per agent step.
       image_shape: `(H, W, C)` when observations are uint8 images (`obs_size` is then
         `H * W * C`); None for flat vector observations.
-      alive_bonus: the reward pays a fixed bonus for every step before a failure ends the
-        episode, beside a progress term (Brax's ant, hopper, humanoid, walker2d): how long an
-        episode lasts then trades against how fast the agent moves, which the discount decides
-        (`agents.tdmpc2.episode_discount`).
+
+    Nothing here is read from the env's name but `name` itself: an env a user wraps under any
+    name gets exactly the settings a built-in one with the same sizes gets.
     """
 
     name: str = struct.field(pytree_node=False)
@@ -46,7 +45,6 @@ class EnvSpec:
     episode_length: int = struct.field(pytree_node=False)
     action_repeat: int = struct.field(pytree_node=False)
     image_shape: tuple[int, int, int] | None = struct.field(pytree_node=False, default=None)
-    alive_bonus: bool = struct.field(pytree_node=False, default=False)
 
     @property
     def obs_shape(self) -> tuple[int, ...]:

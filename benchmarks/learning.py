@@ -6,6 +6,13 @@ when the benchmark is started again (a long run can be stopped with Ctrl-C and c
 
   python benchmarks/learning.py                                    # TD-MPC2, the default task
   python benchmarks/learning.py --env hopper --steps 100000 --seeds 0,1,2 --threshold 1000
+  python benchmarks/learning.py --env dmc:cheetah-run --steps 100000 --num-seeds 3 \
+      --eval-every 10000 --eval-episodes 10                         # 3 seeds in one program
+
+`--seeds 0,1,2` trains the seeds one after another (a run directory each); `--num-seeds 3` trains
+seeds `0..2` together in one vmapped program (`wm train --num-seeds 3`, one run directory), about
+2x one seed's time on a CPU. `--set field=value` overrides a field of the agent's CPU preset (a
+Python literal, e.g. `--set discount=0.99`), and `--tag` names the results file apart.
 
 What is reported per seed (all from the logged evaluations):
   * `last3_mean`: the mean of the last three evaluations (what a user reads at the end);
@@ -75,18 +82,54 @@ def summarise(evals: list[dict], threshold: float) -> dict:
     }
 
 
+def bootstrap_ci(values: list[float], *, level: float = 0.95, resamples: int = 10_000,
+                 seed: int = 0) -> tuple[float, float]:  # fmt: skip
+    """The percentile bootstrap confidence interval of the mean of `values` (over seeds).
+
+    Resamples the values with replacement `resamples` times (a fixed numpy seed, so a results file
+    is reproducible from its evaluations) and returns the `(1 - level) / 2` and `(1 + level) / 2`
+    quantiles of the resampled means. With one value the interval is that value. With 3 seeds
+    it can be no wider than [min, max] and is usually a little narrower.
+    """
+    import numpy as np
+
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("bootstrap_ci of no values")
+    means = np.random.default_rng(seed).choice(x, size=(resamples, x.size)).mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def by_step(runs: dict[int, list[dict]]) -> list[dict]:
-    """Mean, min and max over seeds of the evaluations at each env step all seeds logged."""
+    """Mean, 95% bootstrap CI, min and max over seeds of the evaluations at each env step that
+    every seed logged."""
     steps = sorted(set.intersection(*(set(e["env_steps"] for e in ev) for ev in runs.values())))
     table = []
     for s in steps:
         at = [next(e for e in ev if e["env_steps"] == s) for ev in runs.values()]
         vals = [e["eval/return"] for e in at]
         wall = statistics.fmean(e["wall_s"] for e in at)
-        table.append(
-            dict(env_steps=s, wall_s=wall, mean=statistics.fmean(vals), lo=min(vals), hi=max(vals))
-        )
+        ci_lo, ci_hi = bootstrap_ci(vals)
+        table.append(dict(env_steps=s, wall_s=wall, mean=statistics.fmean(vals), ci_lo=ci_lo,
+                          ci_hi=ci_hi, lo=min(vals), hi=max(vals)))  # fmt: skip
     return table
+
+
+def evals_per_seed(rows: list[dict], seeds: list[int]) -> dict[int, list[dict]]:
+    """Each seed's evaluations from the rows of one run that trained `seeds` together
+    (`eval/return_seeds` holds one return per seed, in seed order)."""
+    runs = {seed: [] for seed in seeds}
+    for r in rows:
+        per_seed = r.get("eval/return_seeds")
+        if per_seed is None:
+            continue
+        if len(per_seed) != len(seeds):
+            raise ValueError(f"a row has {len(per_seed)} seeds' returns, expected {len(seeds)}")
+        for seed, ret in zip(seeds, per_seed, strict=True):
+            runs[seed].append({"env_steps": r["env_steps"], "wall_s": r["wall_s"],
+                               "eval/return": ret})  # fmt: skip
+    return runs
 
 
 def plot(table: list[dict], runs: dict[int, list[dict]], path: Path, title: str) -> None:
@@ -103,7 +146,10 @@ def plot(table: list[dict], runs: dict[int, list[dict]], path: Path, title: str)
         if table:
             xs = [r[x] for r in table]
             ax.plot(xs, [r["mean"] for r in table], "o-", color="k", label="mean")
-            ax.fill_between(xs, [r["lo"] for r in table], [r["hi"] for r in table], alpha=0.15)
+            lo, hi = (
+                [r.get(k, r[m]) for r in table] for k, m in (("ci_lo", "lo"), ("ci_hi", "hi"))
+            )
+            ax.fill_between(xs, lo, hi, alpha=0.15, label="95% CI")
         ax.set_xlabel("env steps" if x == "env_steps" else "wall seconds (compile included)")
         ax.set_ylabel("eval return")
         ax.grid(alpha=0.3)
@@ -122,7 +168,8 @@ def markdown(result: dict) -> str:
         "",
         f"`{result['command']}` ({result['date']}, commit {result['commit']}): `wm train` defaults "
         "otherwise. Env steps count physics steps (action repeat "
-        f"{result['action_repeat']}); wall time includes compilation and evaluation.",
+        f"{result['action_repeat']}); wall time includes compilation and evaluation."
+        + _protocol(result),
         "",
         f"| seed | final | last-3 mean | best | last/best | first >= {t:g} | stays >= {t:g} from "
         "| wall s |",
@@ -139,13 +186,29 @@ def markdown(result: dict) -> str:
             f"| {seed} | {s['final']:.0f} | {s['last3_mean']:.0f} | {s['best']:.0f} | {ratio} | "
             f"{reached} | {stays} | {result['wall_s'][seed]:.0f} |"
         )
-    lines += ["", "| env steps | mean wall s | mean | min | max |", "|---|---|---|---|---|"]
     lines += [
-        f"| {r['env_steps']:,} | {r['wall_s']:.0f} | {r['mean']:.0f} | {r['lo']:.0f} | "
-        f"{r['hi']:.0f} |"
+        "",
+        "| env steps | mean wall s | mean | 95% CI | min | max |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['env_steps']:,} | {r['wall_s']:.0f} | {r['mean']:.0f} | "
+        + (f"{r['ci_lo']:.0f}-{r['ci_hi']:.0f}" if "ci_lo" in r else "-")
+        + f" | {r['lo']:.0f} | {r['hi']:.0f} |"
         for r in result["by_step"]
     ]
     return "\n".join(lines) + "\n"
+
+
+def _protocol(result: dict) -> str:
+    """The sentence on seeds and evaluation, for results that record them."""
+    p, n = result.get("eval_protocol"), result.get("num_seeds_together", 1)
+    if p is None:
+        return ""
+    together = f" {n} seeds trained together in one program;" if n > 1 else ""
+    over = f" agent config overrides {result['overrides']};" if result.get("overrides") else ""
+    return (f"{together}{over} evaluation: {p['episodes']} episodes, {p['policy']}; CI: 95% "
+            "percentile bootstrap of the mean over seeds.")  # fmt: skip
 
 
 def _commit() -> str:
@@ -157,6 +220,26 @@ def _commit() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`["discount=0.99", "horizon=3"]` as `{"discount": 0.99, "horizon": 3}` (Python literals).
+
+    Raises:
+      ValueError: an item is not `field=literal`.
+    """
+    import ast
+
+    out = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        if not sep or not field:
+            raise ValueError(f"--set takes field=value, got {item!r}")
+        try:
+            out[field] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"--set {item!r}: {value!r} is not a Python literal") from None
+    return out
 
 
 def main() -> None:
@@ -171,40 +254,67 @@ def main() -> None:
     parser.add_argument("--agent", default=labels[0], choices=labels, help="default: %(default)s")
     parser.add_argument("--env", default=TrainConfig.env)
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds, run one after another")
+    seeds_help = "comma-separated seeds, run one after another (with --num-seeds: the first)"
+    parser.add_argument("--seeds", default="0", help=seeds_help)
+    parser.add_argument("--num-seeds", type=int, default=1,
+                        help="seeds trained together in one vmapped program")  # fmt: skip
     parser.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
+    parser.add_argument("--eval-episodes", type=int, default=TrainConfig.eval_episodes)
     parser.add_argument("--updates-per-step", type=int, default=None, help="default: the agent's")
     parser.add_argument("--obs", default="state", choices=["state", "pixels"])
     parser.add_argument("--image-size", type=int, default=TrainConfig.image_size)
     parser.add_argument("--threshold", type=float, default=950.0, help="the return to hold")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a field of the agent's CPU preset (repeatable)")  # fmt: skip
+    parser.add_argument("--tag", default="", help="a suffix of the run directory and results file")
     parser.add_argument("--fresh", action="store_true", help="start existing run directories over")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.num_seeds > 1 and len(seeds) != 1:
+        parser.error("--num-seeds trains seeds FIRST..FIRST+N-1 together: give one --seeds FIRST")
+    overrides = parse_overrides(args.set)
 
     pixels = f"-pixels{args.image_size}" if args.obs == "pixels" else ""
+    tag = f"-{args.tag}" if args.tag else ""
     runs, walls = {}, {}
     agent = agent_config_class(args.agent).cpu()  # what `wm train <agent>` starts from
     if args.updates_per_step is not None:
-        agent = dataclasses.replace(agent, updates_per_step=args.updates_per_step)
-    for seed in seeds:
+        overrides.setdefault("updates_per_step", args.updates_per_step)
+    agent = dataclasses.replace(agent, **overrides)
+    stem = f"{args.agent}-{args.env.replace(':', '-')}{pixels}"
+    groups = (
+        [(seeds[0], list(range(seeds[0], seeds[0] + args.num_seeds)))]
+        if args.num_seeds > 1
+        else [(seed, [seed]) for seed in seeds]
+    )
+    for first, group in groups:
         cfg = dataclasses.replace(
-            TrainConfig(), agent=agent, env=args.env, steps=args.steps, seed=seed,
-            eval_every=args.eval_every, obs=args.obs, image_size=args.image_size,
+            TrainConfig(), agent=agent, env=args.env, steps=args.steps, seed=first,
+            num_seeds=len(group), eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+            obs=args.obs, image_size=args.image_size,
         )  # fmt: skip
-        out = Path("runs/bench") / f"{args.agent}-{args.env.replace(':', '-')}{pixels}-seed{seed}"
+        name = f"seed{first}" if len(group) == 1 else f"seeds{group[0]}-{group[-1]}"
+        out = Path("runs/bench") / f"{stem}{tag}-{name}"
         resume = is_run_dir(out) and not args.fresh
-        print(f"seed {seed}: {'continuing' if resume else 'training'} {out}", flush=True)
+        print(f"{name}: {'continuing' if resume else 'training'} {out}", flush=True)
         run_training(None if resume else cfg, out, resume=resume, overwrite=not resume)
         rows = MetricsLog(out).rows()
-        runs[seed] = evals_of(rows)
-        walls[seed] = rows[-1]["wall_s"] if rows else 0.0
+        found = evals_per_seed(rows, group) if len(group) > 1 else {first: evals_of(rows)}
+        for seed in group:
+            runs[seed] = found[seed]
+            walls[seed] = rows[-1]["wall_s"] if rows else 0.0
 
     info = machine_info()
     command = (
         f"python benchmarks/learning.py --agent {args.agent} --env {args.env} --steps {args.steps}"
-        f" --seeds {args.seeds} --eval-every {args.eval_every} --threshold {args.threshold:g}"
+        f" --seeds {args.seeds}"
+        + (f" --num-seeds {args.num_seeds}" if args.num_seeds > 1 else "")
+        + f" --eval-every {args.eval_every} --eval-episodes {args.eval_episodes}"
+        f" --threshold {args.threshold:g}"
         + (f" --updates-per-step {args.updates_per_step}" if args.updates_per_step else "")
         + (f" --obs pixels --image-size {args.image_size}" if pixels else "")
+        + "".join(f" --set {item}" for item in args.set)
+        + (f" --tag {args.tag}" if args.tag else "")
     )
     table = by_step(runs)
     result = {
@@ -212,6 +322,14 @@ def main() -> None:
         "agent": args.agent,
         "steps": args.steps,
         "action_repeat": TrainConfig().action_repeat,
+        "num_seeds_together": args.num_seeds,
+        "overrides": overrides,
+        "eval_protocol": {
+            "episodes": args.eval_episodes,
+            "policy": "act(eval=True): no exploration noise (a planner still samples its "
+            "candidates, as the official TD-MPC2's eval_mode does)",
+            "return": "undiscounted sum of rewards over the episode, mean over the episodes",
+        },
         "threshold": args.threshold,
         "machine": info,
         "date": time.strftime("%Y-%m-%d"),
@@ -225,12 +343,13 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     kind = info["kind"].lower().replace("-", "")
-    stem = RESULTS / f"learning_{args.agent}_{args.env.replace(':', '-')}{pixels}_cpu_{kind}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    title = f"{display_name(args.agent)} on {args.env}, seeds {args.seeds}"
-    plot(table, runs, stem.with_suffix(".png"), title)
+    name = args.env.replace(":", "-") + pixels + (f"_{args.tag}" if args.tag else "")
+    path = RESULTS / f"learning_{args.agent}_{name}_cpu_{kind}"
+    path.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    title = f"{display_name(args.agent)} on {args.env}, seeds {sorted(runs)}"
+    plot(table, runs, path.with_suffix(".png"), title)
     text = markdown(result)
-    stem.with_suffix(".md").write_text(text)
+    path.with_suffix(".md").write_text(text)
     print(text)
 
 

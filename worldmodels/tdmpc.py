@@ -276,7 +276,7 @@ def make_tdmpc_model(cfg: TDMPCConfig, obs_size: int, action_size: int) -> TDMPC
         z = next_(params, latent, action)
         return z, predict(params, latent, action, z)
 
-    def model_loss(params, batch, key, target_q=None):
+    def model_loss(params, batch, key, target_q=None, discount=None):
         """Latent consistency + reward + TD value (+ termination) over a `[H, B]` sequence batch.
 
         A sequence may end its episode before its last step: with a `done [H, B]` field, the
@@ -292,6 +292,8 @@ def make_tdmpc_model(cfg: TDMPCConfig, obs_size: int, action_size: int) -> TDMPC
             `worldmodels.Transition`).
           key: PRNG key.
           target_q: EMA copy of `params['q']` for TD targets (defaults to the online Q).
+          discount: the TD targets' discount, a float or a traced `[]` array (an agent that
+            chooses it from data); None: `cfg.discount`.
 
         Returns:
           `(loss, (metrics, latents [H+1, B, L]))`; latents are the model rollout from `obs[0]`.
@@ -314,7 +316,8 @@ def make_tdmpc_model(cfg: TDMPCConfig, obs_size: int, action_size: int) -> TDMPC
         pi_next, _, _ = pi(sg(params), next_z, k_pi)
         q_params = sg(dict(params, q=params["q"] if target_q is None else target_q))
         alive = 1.0 - batch.terminated.astype(jnp.float32)
-        td = sg(batch.reward + c.discount * alive * q(q_params, next_z, pi_next, k_q, "min"))
+        gamma = c.discount if discount is None else discount
+        td = sg(batch.reward + gamma * alive * q(q_params, next_z, pi_next, k_q, "min"))
 
         def step(z, inputs):
             action, target_z = inputs
