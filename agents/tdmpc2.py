@@ -62,17 +62,21 @@ class TDMPC2Config:
 
     The discount follows one rule on every task, measured from the data, never from the env's
     name. It starts as TD-MPC2's heuristic from the episode length (`discount_denom`,
-    `discount_min`, `discount_max`; 0.99 for 500 agent steps). Once a replay batch holds a
-    *failure*, a step with `terminated` (an episode that ended before its time limit: a fall,
-    or the NaN guard), the agent switches for good to discounting over the whole episode,
-    `1 - 1 / episode_length` up to `alive_discount_max` (0.998 for 500 agent steps). Where an
-    episode can end by failure, how long it lasts is part of the return: at 0.99 a gait worth 1.4
-    per physics step that falls after 500 physics steps is worth more than standing to the time
-    limit, so the agent learns to fall; at 0.998 surviving is worth more. Tasks that never end
-    early (halfcheetah, the DM Control suite) keep the heuristic; a random policy's falls in the
-    seed phase make the switch at the first update on hopper, walker2d and the pendulums. The
-    flag is `TDMPC2State.failures_seen`, the discount in use the `discount` metric. Measured before
-    and after in `benchmarks/results/discount_rule_*.md`.
+    `discount_min`, `discount_max`; 0.99 for 500 agent steps). Once the replay batches have shown
+    both (1) a *failure*, a step with `terminated` (an episode that ended before its time limit:
+    a fall, or the NaN guard), and (2) a reward that is *not the same on every step* (over the
+    steps that did not end an episode), the agent switches for good to discounting over the whole
+    episode, `1 - 1 / episode_length` up to `alive_discount_max` (0.998 for 500 agent steps).
+    Why both: where episodes can end early and the reward varies, the discount decides between
+    surviving and scoring fast: at 0.99 a gait worth 1.4 per physics step that falls after 500
+    physics steps is worth more than standing to the time limit, so the agent learns to fall; at
+    0.998 surviving is worth more. Where every step pays the same (the pendulums' bonus alone),
+    every discount already ranks policies by how long they survive, and the longer one only makes
+    the value slower to learn. So hopper, walker2d, ant, humanoid and the double pendulum switch at
+    the first update (a random policy falls in the seed phase); inverted_pendulum, halfcheetah and
+    the DM Control tasks keep the heuristic, and a user's env gets whatever its data shows. The
+    state is `TDMPC2State.failures_seen` and `reward_low`/`reward_high`; the discount in use is
+    the `discount` metric. Before/after: `benchmarks/results/discount_rule_*.md`.
 
     Every float must be finite (`worldmodels.checks`); `lr`, `enc_lr_scale` (the encoder's lr is
     `lr * enc_lr_scale`), `grad_clip_norm` and `discount_denom` must be > 0; `tau`, `discount_min`,
@@ -166,6 +170,11 @@ class TDMPC2State:
     scale: jax.Array  # running 5th-95th percentile range of Q (TD-MPC2's RunningScale)
     updates: jax.Array  # int32 count of updates done
     failures_seen: jax.Array  # bool []: some batch held a failure (picks the discount)
+    reward_low: jax.Array  # [] lowest reward seen on a step that did not end an episode
+    reward_high: jax.Array  # [] highest one: the reward varies once they differ
+
+
+BIG = float(jnp.finfo(jnp.float32).max)  # the reward range before any step is seen: empty
 
 
 def episode_discount(cfg: TDMPC2Config, episode_length: int, failures: bool = False) -> float:
@@ -196,11 +205,24 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             f"TD-MPC2 takes state vectors, not images ({spec.name} with pixel observations): "
             "use obs='state', or an agent with an image encoder (Dreamer)"
         )
-    # The rule's two discounts, and the one in use once `failures_seen` (a traced select).
+    # The rule's two discounts, and the one in use for a state (a traced select).
     before, after = (episode_discount(cfg, spec.episode_length, f) for f in (False, True))
 
-    def discount_of(failures_seen):
-        return jnp.where(failures_seen, jnp.float32(after), jnp.float32(before))
+    def discount_of(state):
+        spread = state.reward_high - state.reward_low
+        varies = spread > 1e-6 * jnp.maximum(1.0, jnp.abs(state.reward_high))
+        return jnp.where(state.failures_seen & varies, jnp.float32(after), jnp.float32(before))
+
+    def observe_data(state, batch):
+        """The rule's evidence with `batch` added: failures, and the reward's range off `done`."""
+        ongoing = ~batch.done
+        low = jnp.min(jnp.where(ongoing, batch.reward, BIG))
+        high = jnp.max(jnp.where(ongoing, batch.reward, -BIG))
+        return state.replace(
+            failures_seen=state.failures_seen | jnp.any(batch.terminated),
+            reward_low=jnp.minimum(state.reward_low, low),
+            reward_high=jnp.maximum(state.reward_high, high),
+        )
 
     model_cfg = dataclasses.replace(cfg.model, discount=episode_discount(cfg, spec.episode_length))
     model, p = make_tdmpc_model(model_cfg, spec.obs_size, spec.action_size), cfg.planner
@@ -230,6 +252,8 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             scale=jnp.ones((), jnp.float32),
             updates=jnp.zeros((), jnp.int32),
             failures_seen=jnp.zeros((), bool),
+            reward_low=jnp.full((), BIG, jnp.float32),  # finite: the update guard checks
+            reward_high=jnp.full((), -BIG, jnp.float32),
         )
 
     def initial_carry(state, num_envs: int):
@@ -269,7 +293,7 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             return carry, mode if eval else action, {}
         prev = planning.reset_plan(carry, is_first)
         keys = jax.random.split(k_plan, obs.shape[0])
-        discount = discount_of(state.failures_seen)
+        discount = discount_of(state)
         plan = jax.vmap(plan_one, in_axes=(None, None, 0, 0, 0))(
             state.params, discount, z, prev, keys
         )
@@ -282,8 +306,8 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
     def update(state: TDMPC2State, batch, key) -> UpdateOutput:
         """One TD-MPC2 update on a `[H, B]` batch of sequences (H = planner horizon)."""
         k_model, k_pi = jax.random.split(key)
-        failures_seen = state.failures_seen | jnp.any(batch.terminated)
-        discount = discount_of(failures_seen)
+        seen = observe_data(state, batch)
+        discount = discount_of(seen)
         grad_fn = jax.value_and_grad(model.model_loss, has_aux=True)
         (_, (metrics, latents)), grads = grad_fn(
             state.params, batch, k_model, state.target_q, discount
@@ -317,7 +341,9 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
             pi_opt=pi_opt,
             scale=scale,
             updates=state.updates + 1,
-            failures_seen=failures_seen,
+            failures_seen=seen.failures_seen,
+            reward_low=seen.reward_low,
+            reward_high=seen.reward_high,
         )
         return UpdateOutput(new_state, metrics)
 

@@ -1,12 +1,16 @@
 """TD-MPC2's discount rule, before and after, from the learning results files.
 
-After: `wm train` defaults, the rule (`TDMPC2Config`: the heuristic discount until a replay batch
-holds a failure, then `1 - 1 / episode_length` up to `alive_discount_max`). Before: the same runs
-with `--set alive_discount_max=None`, TD-MPC2's heuristic on every task (the official rule). On a
-task whose episodes never end by failure (halfcheetah, DM Control) the two are one program: the
-flag never rises (`tests/agents/test_tdmpc2.py`), so only tasks that can fail are run twice.
+Three variants of the same runs (same seeds, same commands otherwise):
+  * heuristic: TD-MPC2's discount from the episode length on every task, the official rule
+    (`--set alive_discount_max=None`);
+  * failures-only: the rule as first written (commit 9ca707f): the whole-episode discount from
+    the first batch that holds a failure (results carry `"variant": "failures-only"`);
+  * rule: `wm train`'s default now: the whole-episode discount once the data show a failure and
+    a reward that varies between steps (`TDMPC2Config`).
+On a task that never ends by failure (halfcheetah, DM Control) all three are one program; on a
+task whose every step pays the same (inverted_pendulum) the rule is the heuristic's program
+(`tests/agents/test_tdmpc2.py` checks both). Results files may carry a `note` saying which.
 
-  python benchmarks/learning.py --env inverted_pendulum --steps 30000 --num-seeds 3 --tag rule
   python benchmarks/learning.py --env inverted_pendulum --steps 30000 --num-seeds 3 \
       --set alive_discount_max=None --tag heuristic
   python benchmarks/discount_rule.py     # -> results/discount_rule_cpu_<kind>.{md,json}
@@ -22,17 +26,30 @@ import table
 
 RESULTS = Path(__file__).parent / "results"
 BEFORE = {"alive_discount_max": None}
+ORDER = ("heuristic", "failures-only", "rule")
 
 
-def pairs(results: list[dict]) -> list[tuple[dict, dict]]:
-    """`(before, after)` results of the same task, agent, steps and machine kind."""
+def variant(result: dict) -> str | None:
+    """Which of the three a result is (None: another experiment)."""
+    if result.get("variant"):
+        return result["variant"]
+    overrides = result.get("overrides") or {}
+    return "heuristic" if overrides == BEFORE else "rule" if not overrides else None
 
-    def key(r):
-        return (r["task"], r["agent"], r["steps"], r["machine"]["kind"])
 
-    after = {key(r): r for r in results if not r.get("overrides")}
-    before = {key(r): r for r in results if r.get("overrides") == BEFORE}
-    return [(before[k], after[k]) for k in sorted(before.keys() & after.keys())]
+def groups(results: list[dict]) -> list[list[dict]]:
+    """Results of the same task, agent, steps and machine kind in two or more variants."""
+    by_key: dict[tuple, dict] = {}
+    for r in results:
+        v = variant(r)
+        if v in ORDER:
+            key = (r["task"], r["agent"], r["steps"], r["machine"]["kind"])
+            by_key.setdefault(key, {})[v] = r
+    return [
+        [dict(found[v], variant_label=v) for v in ORDER if v in found]
+        for _, found in sorted(by_key.items())
+        if len(found) > 1
+    ]
 
 
 def summary(result: dict, threshold: float) -> dict:
@@ -62,46 +79,44 @@ def summary(result: dict, threshold: float) -> dict:
 
 def markdown(rows: list[dict], machine: dict) -> str:
     lines = [
-        f"# TD-MPC2's discount rule, before and after ({machine['cpu']}, {machine['kind']}, "
+        f"# TD-MPC2's discount rule, before and after ({table.machine_name(machine)}, "
         f"{machine['cores']} cores)",
         "",
-        "Before: TD-MPC2's heuristic on every task (`--set alive_discount_max=None`). After: the "
-        "rule, `wm train`'s default (the heuristic until a failure is seen in the data, then "
-        "`1 - 1/T` up to 0.998). Same seeds, same commands otherwise; return of the last "
-        "evaluation (mean [95% bootstrap CI] over seeds), last-3 mean, seeds that reached the "
-        "threshold, seeds that fell below half of it after first reaching it. Tasks that never "
-        "end by failure run the same program either way and are not listed.",
+        "heuristic: TD-MPC2's discount from the episode length on every task (official). "
+        "failures-only: the whole-episode discount (1 - 1/T up to 0.998) from the first failure "
+        "seen (commit 9ca707f). rule: `wm train`'s default, the whole-episode discount once the "
+        "data show a failure and a reward that varies between steps. Same seeds trained together, "
+        "same commands otherwise. Return of the last evaluation (mean [95% bootstrap CI] over "
+        "seeds), mean of the seeds' last-3 means, seeds that reached the threshold, and seeds that "
+        "fell below half of it after first reaching it.",
         "",
-        "| task | env steps | threshold | before: final [CI] | after: final [CI] | before: last-3 |"
-        " after: last-3 | reached (before / after) | fell back (before / after) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | variant | env steps | threshold | final [CI] | last-3 | reached | fell back |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        b, a = r["before"], r["after"]
+        x = r["summary"]
         lines.append(
-            f"| {r['task']} | {a['env_steps']:,} | {r['threshold']:g} | {b['final_mean']:.0f} "
-            f"[{b['final_ci'][0]:.0f}, {b['final_ci'][1]:.0f}] | {a['final_mean']:.0f} "
-            f"[{a['final_ci'][0]:.0f}, {a['final_ci'][1]:.0f}] | {b['last3_mean']:.0f} | "
-            f"{a['last3_mean']:.0f} | {b['seeds_reaching']}/{b['num_seeds']} / "
-            f"{a['seeds_reaching']}/{a['num_seeds']} | {b['seeds_falling_back']} / "
-            f"{a['seeds_falling_back']} |"
+            f"| {r['task']} | {r['variant']} | {x['env_steps']:,} | {r['threshold']:g} | "
+            f"{x['final_mean']:.0f} [{x['final_ci'][0]:.0f}, {x['final_ci'][1]:.0f}] | "
+            f"{x['last3_mean']:.0f} | {x['seeds_reaching']}/{x['num_seeds']} | "
+            f"{x['seeds_falling_back']}/{x['num_seeds']} |"
         )
-    lines += ["", "Files: " + ", ".join(
-        f"`{r['before']['file']}` / `{r['after']['file']}`" for r in rows)]  # fmt: skip
+    lines += [""] + [f"- `{r['summary']['file']}`" + (f": {r['note']}" if r.get("note") else "")
+                     for r in rows]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     by_kind: dict[str, list] = {}
     machines = {}
-    for before, after in pairs(table.load_results()):
-        threshold = after["threshold"]
-        kind = after["machine"]["kind"]
-        machines[kind] = after["machine"]
-        by_kind.setdefault(kind, []).append({
-            "task": after["task"], "threshold": threshold,
-            "before": summary(before, threshold), "after": summary(after, threshold),
-        })  # fmt: skip
+    for group in groups(table.load_results()):
+        for r in group:
+            kind = r["machine"]["kind"]
+            machines[kind] = r["machine"]
+            by_kind.setdefault(kind, []).append({
+                "task": r["task"], "variant": r["variant_label"], "threshold": r["threshold"],
+                "summary": summary(r, r["threshold"]), "note": r.get("note"),
+            })  # fmt: skip
     for kind, rows in by_kind.items():
         stem = RESULTS / f"discount_rule_cpu_{kind.lower().replace('-', '')}"
         stem.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -304,7 +304,10 @@ def main() -> None:
             runs[seed] = found[seed]
             walls[seed] = rows[-1]["wall_s"] if rows else 0.0
 
-    info = machine_info()
+    from official import cpu_info  # vendor, family and model number: Zen 3 and Zen 4 differ
+
+    cpu = cpu_info()
+    info = dict(machine_info(), cpu_id={k: cpu[k] for k in ("vendor", "family", "model")})
     command = (
         f"python benchmarks/learning.py --agent {args.agent} --env {args.env} --steps {args.steps}"
         f" --seeds {args.seeds}"

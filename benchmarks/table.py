@@ -92,9 +92,16 @@ def verdict(row: dict, name: str) -> str:
     return f"{side} by {abs(diff):.0f} ({inside} our CI)"
 
 
+def machine_name(machine: dict) -> str:
+    """ "AMD EPYC family 25 model 1 (AVX2)": the CPU model numbers where the results hold them."""
+    cpu = machine.get("cpu_id")
+    ids = f" family {cpu['family']} model {cpu['model']}" if cpu else ""
+    return f"{machine['cpu']}{ids} ({machine['kind']})"
+
+
 def markdown(kind: str, machine: dict, rows: list[dict], at: int) -> str:
     lines = [
-        f"### Learning, {machine['cpu']} ({kind}), {machine['cores']} cores",
+        f"### Learning, {machine_name(machine)}, {machine['cores']} cores",
         "",
         f"Return at {at:,} env steps (or the run's last evaluation, for shorter runs), mean over "
         "seeds trained together, [95% percentile-bootstrap CI], min-max. Env steps count physics "
@@ -131,7 +138,7 @@ def build(results: Path = RESULTS, anchors_path: Path = ANCHORS, at: int = 100_0
     anchors = json.loads(anchors_path.read_text())
     tables: dict[str, dict] = {}
     for result in load_results(results, min_seeds):
-        if result.get("overrides"):  # an experiment (discount_rule.py), not wm train's defaults
+        if result.get("overrides") or result.get("variant"):  # an experiment, not the defaults
             continue
         machine = result["machine"]
         kind = machine["kind"]

@@ -131,22 +131,44 @@ def _failing(batch, where=(1, 5)):
     return batch.replace(terminated=terminated, done=batch.done | terminated)
 
 
-def test_the_discount_switches_for_good_once_a_batch_holds_a_failure(jitted):
+def _varying(batch):
+    """`batch` whose reward differs between steps (a progress term beside the bonus)."""
+    return batch.replace(reward=batch.reward + 0.1 * jnp.arange(batch.reward.shape[1])[None])
+
+
+def test_the_discount_switches_for_good_once_the_data_show_failures_and_varying_rewards(jitted):
     """The rule is measured from the data: no env name or spec field decides it. Episodes of 50
     agent steps: the heuristic (50/5 - 1)/(50/5) = 0.9, raised to discount_min 0.95; the
     whole-episode discount 1 - 1/50 = 0.98."""
     update, state = jitted["update"], jitted["state"]
     assert not bool(state.failures_seen)
-    out = update(state, _batch(jax.random.key(5)), jax.random.key(6))
-    assert not bool(out.state.failures_seen)
-    assert float(out.metrics["discount"]) == pytest.approx(0.95)
-    out = update(out.state, _failing(_batch(jax.random.key(7))), jax.random.key(8))
-    assert bool(out.state.failures_seen)
-    assert float(out.metrics["discount"]) == pytest.approx(0.98)
-    # and it stays: a later batch without a failure keeps the whole-episode discount
+    discount = lambda out: float(out.metrics["discount"])  # noqa: E731
+    out = update(state, _varying(_batch(jax.random.key(5))), jax.random.key(6))
+    assert discount(out) == pytest.approx(0.95)  # the reward varies, but nothing failed
+    out = update(out.state, _failing(_varying(_batch(jax.random.key(7)))), jax.random.key(8))
+    assert bool(out.state.failures_seen) and discount(out) == pytest.approx(0.98)
+    # and it stays: a later batch with neither keeps the whole-episode discount
     out = update(out.state, _batch(jax.random.key(9)), jax.random.key(10))
-    assert bool(out.state.failures_seen)
-    assert float(out.metrics["discount"]) == pytest.approx(0.98)
+    assert discount(out) == pytest.approx(0.98)
+    # the two kinds of evidence may come from different batches
+    out = update(state, _failing(_batch(jax.random.key(7))), jax.random.key(8))
+    assert discount(out) == pytest.approx(0.95)
+    out = update(out.state, _varying(_batch(jax.random.key(9))), jax.random.key(10))
+    assert discount(out) == pytest.approx(0.98)
+
+
+def test_a_constant_reward_keeps_the_heuristic_despite_failures(agent, jitted):
+    """The pendulums' case: every step pays the same bonus, so every discount already ranks
+    policies by survival. The update is then bit for bit the heuristic's (the official rule)."""
+    batch, key = _failing(_batch(jax.random.key(11))), jax.random.key(12)
+    # the failing step itself pays less (it ended within the action repeat): not counted
+    batch = batch.replace(reward=batch.reward.at[1, 5].set(0.5))
+    ours = jitted["update"](jitted["state"], batch, key)
+    assert bool(ours.state.failures_seen) and float(ours.metrics["discount"]) == pytest.approx(0.95)
+    official = make_tdmpc2(dataclasses.replace(CFG, alive_discount_max=None), SPEC)
+    theirs = jax.jit(official.update)(jitted["state"], batch, key)
+    jax.tree.map(np.testing.assert_array_equal, ours.state.params, theirs.state.params)
+    jax.tree.map(np.testing.assert_array_equal, ours.metrics, theirs.metrics)
 
 
 def test_the_discount_reaches_the_td_target_and_the_plan(agent, jitted):
@@ -157,7 +179,9 @@ def test_the_discount_reaches_the_td_target_and_the_plan(agent, jitted):
     for i in range(5):
         state = update(state, _batch(jax.random.key(20 + i)), jax.random.key(30 + i)).state
     batch, key = _batch(jax.random.key(11)), jax.random.key(12)
-    up = state.replace(failures_seen=jnp.ones((), bool))
+    up = state.replace(
+        failures_seen=jnp.ones((), bool), reward_low=jnp.zeros(()), reward_high=jnp.ones(())
+    )
     td_down = float(update(state, batch, key).metrics["td_target"])
     td_up = float(update(up, batch, key).metrics["td_target"])
     assert td_down != td_up
@@ -171,7 +195,7 @@ def test_the_discount_reaches_the_td_target_and_the_plan(agent, jitted):
 def test_an_env_under_another_name_trains_with_the_same_settings(jitted):
     """A user's env (the README's adapter) under any name: the same update, bit for bit."""
     renamed = make_tdmpc2(CFG, dataclasses.replace(SPEC, name="my_hopper_v2"))
-    batch, key = _failing(_batch(jax.random.key(15))), jax.random.key(16)
+    batch, key = _failing(_varying(_batch(jax.random.key(15)))), jax.random.key(16)
     ours = jitted["update"](jitted["state"], batch, key)
     theirs = jax.jit(renamed.update)(renamed.init(jax.random.key(0)), batch, key)
     jax.tree.map(np.testing.assert_array_equal, ours.state, theirs.state)
