@@ -106,9 +106,10 @@ def markdown(kind: str, machine: dict, rows: list[dict], at: int) -> str:
         f"Return at {at:,} env steps (or the run's last evaluation, for shorter runs), mean over "
         "seeds trained together, [95% percentile-bootstrap CI], min-max. Env steps count physics "
         "(DMC: control) steps, action repeat included, as every anchor counts them "
-        "(`benchmarks/anchors/README.md`). Ours: evaluated without exploration noise over the "
-        "episodes the row gives (the planner still samples, as the official TD-MPC2's eval_mode "
-        "does). Anchors at exactly the same env steps: the official "
+        "(`benchmarks/anchors/README.md`). Ours: `wm train`'s CPU preset (`TDMPC2Config.cpu()`, "
+        "a model far smaller than the official 5M config), evaluated without exploration noise "
+        "over the episodes the row gives (the planner still samples, as the official TD-MPC2's "
+        "eval_mode does). Anchors at exactly the same env steps: the official "
         "TD-MPC2's `results/tdmpc2/*.csv` (3 seeds, 10 eval episodes without exploration noise) "
         "and DreamerV3's own `scores/dmc_proprio-dreamerv3.json.gz` (5 seeds, training-episode "
         "returns of its sampled policy).",
