@@ -57,8 +57,9 @@ class TDMPC2Config:
         episodes of `T` agent steps, clipped to `[discount_min, discount_max]`.
       discount_min: the heuristic's lowest discount.
       discount_max: the heuristic's highest discount.
-      alive_discount_max: once the agent has seen an episode end by failure, the discount is
-        `1 - 1 / T` up to this (None: the heuristic on every task, as in the official code).
+      alive_discount_max: once the data have shown a failure and a varying reward (below), the
+        discount is `1 - 1 / T` up to this (None: the heuristic on every task, as in the
+        official code).
 
     The discount follows one rule on every task, measured from the data, never from the env's
     name. It starts as TD-MPC2's heuristic from the episode length (`discount_denom`,
@@ -180,10 +181,11 @@ BIG = float(jnp.finfo(jnp.float32).max)  # the reward range before any step is s
 def episode_discount(cfg: TDMPC2Config, episode_length: int, failures: bool = False) -> float:
     """The discount for episodes of `episode_length` agent steps (see `TDMPC2Config`).
 
-    `cfg.discount` if set; else, before any failure is seen (`failures=False`), TD-MPC2's
+    `cfg.discount` if set; else, until the rule switches (`failures=False`), TD-MPC2's
     heuristic: longer episodes get a larger discount, clipped to
-    `[discount_min, discount_max]`; once failures are seen (and `cfg.alive_discount_max` is
-    set), `1 - 1 / episode_length` clipped to `[discount_min, alive_discount_max]`.
+    `[discount_min, discount_max]`; once it has (failures and a varying reward seen, with
+    `cfg.alive_discount_max` set), `1 - 1 / episode_length` clipped to
+    `[discount_min, alive_discount_max]`.
     """
     if cfg.discount is not None:
         return float(cfg.discount)
@@ -334,16 +336,13 @@ def make_tdmpc2(cfg: TDMPC2Config, spec: EnvSpec) -> Agent:
         )
         target_q = optax.incremental_update(params["q"], state.target_q, cfg.tau)
         metrics.update(pi_metrics, **{"pi/scale": scale, "discount": discount})
-        new_state = TDMPC2State(
+        new_state = seen.replace(  # the rule's evidence from `seen`, the rest learnt here
             params=params,
             target_q=target_q,
             model_opt=model_opt,
             pi_opt=pi_opt,
             scale=scale,
             updates=state.updates + 1,
-            failures_seen=seen.failures_seen,
-            reward_low=seen.reward_low,
-            reward_high=seen.reward_high,
         )
         return UpdateOutput(new_state, metrics)
 
